@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# A private PostgreSQL cluster on loopback, from Debian's packages: no Docker needed.
+#   deploy/local/postgres.sh start   install the server package if missing, init the
+#                                    cluster (once), start it, create the database,
+#                                    print DATABASE_URL
+#   deploy/local/postgres.sh stop
+#   deploy/local/postgres.sh status
+# Idempotent: a second `start` finds the running cluster and starts nothing.
+# Auth is `trust` on 127.0.0.1 only: this cluster is for development and tests.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+home="${POSTGRES_HOME_DIR:-$root/.local/postgres}"
+port="${POSTGRES_PORT:-5433}"
+database="${POSTGRES_DB:-lifecycle}"
+data="$home/data-$port"
+logfile="$home/postgres-$port.log"
+url="postgresql+asyncpg://postgres@127.0.0.1:$port/$database"
+
+find_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+ensure_server_package() {
+  local bindir; bindir=$(find_bindir)
+  if [[ -n "$bindir" && -x "$bindir/postgres" ]]; then echo "$bindir"; return 0; fi
+  echo "postgres: installing Debian's postgresql package (first run only)" >&2
+  if [[ $(id -u) -ne 0 ]]; then echo "postgres: need root to apt-get install postgresql" >&2; exit 1; fi
+  # policy-rc.d 101: do not start the distribution's own cluster; we run our own.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+  rm -f /usr/sbin/policy-rc.d; trap - EXIT
+  find_bindir
+}
+
+# PostgreSQL refuses to run as root: as root, run its tools as the `postgres` user.
+as_owner() {
+  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+answers() { [[ -n "${bindir:-}" ]] && "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2; }
+
+start() {
+  bindir=$(ensure_server_package)
+  mkdir -p "$home"
+  if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$home"; fi
+  if [[ ! -f "$data/PG_VERSION" ]]; then
+    as_owner "$bindir/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-instructions >/dev/null
+    cat >> "$data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$home'
+max_connections = 200
+shared_buffers = 256MB
+CONF
+  fi
+  if ! answers; then
+    as_owner "$bindir/pg_ctl" -D "$data" -l "$logfile" -w -t 60 start >/dev/null
+  else
+    echo "postgres: already running on 127.0.0.1:$port" >&2
+  fi
+  if ! "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -tAc \
+      "select 1 from pg_database where datname = '$database'" | grep -q 1; then
+    "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres "$database"
+  fi
+  echo "postgres: log $logfile" >&2
+  echo "DATABASE_URL=$url"
+}
+
+stop() {
+  bindir=$(find_bindir)
+  if [[ -z "$bindir" || ! -f "$data/postmaster.pid" ]]; then echo "postgres: not running" >&2; return 0; fi
+  as_owner "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null && echo "postgres: stopped" >&2
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  status) bindir=$(find_bindir); answers && echo "DATABASE_URL=$url" ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,52 @@
+"""/metrics, /healthz and /readyz, mounted by every service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, Response
+from fastapi.responses import ORJSONResponse
+from prometheus_client import CollectorRegistry
+
+from shared.metrics import METRICS_CONTENT_TYPE, render
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+def ops_router(
+    registry: CollectorRegistry,
+    readiness_checks: Mapping[str, ReadinessCheck],
+    *,
+    check_timeout_s: float = 3.0,
+) -> APIRouter:
+    """`/healthz`: the process serves. `/readyz`: every named dependency answers."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/healthz")
+    async def healthz() -> ORJSONResponse:
+        return ORJSONResponse({"status": "ok"})
+
+    @router.get("/readyz")
+    async def readyz() -> ORJSONResponse:
+        names = list(readiness_checks)
+        results = await asyncio.gather(
+            *(_bounded(readiness_checks[name], check_timeout_s) for name in names)
+        )
+        checks = dict(zip(names, results, strict=True))
+        ready = all(checks.values())
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return ORJSONResponse(body, status_code=200 if ready else 503)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(render(registry), media_type=METRICS_CONTENT_TYPE)
+
+    return router
+
+
+async def _bounded(check: ReadinessCheck, timeout_s: float) -> bool:
+    try:
+        return await asyncio.wait_for(check(), timeout=timeout_s)
+    except (TimeoutError, OSError):
+        return False

@@ -1,0 +1,1 @@
+"""Kafka clients with the defaults we stand behind, and topic set-up."""

@@ -1,0 +1,52 @@
+"""Settings common to every service, from environment variables.
+
+Read once, in each service's entry point (`load_settings`), then passed down
+as a frozen object: library code never reads the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.errors import SettingsError
+
+
+class CommonSettings(BaseSettings):
+    """What every service needs: the broker, the store, topic names."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = "sqlite+aiosqlite:///.local/lifecycle.db"
+    topic_events: str = "lifecycle.events.v1"
+    topic_transitions: str = "lifecycle.transitions.v1"
+    topic_notifications: str = "lifecycle.notifications.v1"
+    topic_partitions: int = Field(default=12, ge=1, le=10_000)
+    topic_replication_factor: int = Field(default=1, ge=1, le=7)
+    lifecycle_config: Path | None = None
+    playbook_config: Path | None = None
+    log_level: str = "INFO"
+    # Ports of the three services (ARCHITECTURE.md §7).
+    ingest_port: int = Field(default=8000, ge=1, le=65535)
+    stage_engine_port: int = Field(default=8001, ge=1, le=65535)
+    notifier_port: int = Field(default=8002, ge=1, le=65535)
+    http_host: str = "127.0.0.1"
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def load_settings(cls: type[SettingsT]) -> SettingsT:
+    """Build `cls` from the environment, or fail naming each bad variable."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            variable = "_".join(str(part) for part in err["loc"]).upper()
+            problems.append(f"{variable}={err.get('input')!r}: {err['msg']}")
+        raise SettingsError("bad settings: " + "; ".join(problems)) from None

@@ -1,0 +1,125 @@
+"""The Transition contract: a CloudEvents 1.0 JSON envelope on `lifecycle.transitions.v1`.
+
+`id` is deterministic (uuid5 of what made the transition true), so every
+consumer de-duplicates replays and re-publications by id alone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+CLOUDEVENTS_SOURCE = "urn:lifecycle:stage-engine"
+_ID_NAMESPACE = uuid.UUID("6f1c1d1e-8a53-4b7e-9a55-3c8a3c1f0b7d")
+
+
+class Stage(StrEnum):
+    PROSPECT = "prospect"
+    NEW = "new"
+    ACTIVE = "active"
+    SILENT = "silent"
+    CHURNED = "churned"
+
+
+class PurchaseLevel(StrEnum):
+    NONE = "none"
+    FIRST_PURCHASE = "first_purchase"
+    REPEAT = "repeat"
+    LOYAL = "loyal"
+
+
+class TransitionKind(StrEnum):
+    """What became true. The CloudEvents `type` is `lifecycle.<kind>.v1`."""
+
+    STAGE_CHANGED = "stage_changed"
+    INACTIVITY_MILESTONE = "inactivity_milestone"
+    PURCHASE_LEVEL_CHANGED = "purchase_level_changed"
+    RISK_FLAG_RAISED = "risk_flag_raised"
+
+    @property
+    def cloudevents_type(self) -> str:
+        return f"lifecycle.{self.value}.v1"
+
+
+class Rfm(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    recency: int = Field(ge=1, le=5)
+    frequency: int = Field(ge=1, le=5)
+    monetary: int = Field(ge=1, le=5)
+    segment: str
+
+
+class Profile(BaseModel):
+    """The user as the engine knew them when the transition became true."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    stage: Stage
+    stage_since: AwareDatetime
+    first_seen_at: AwareDatetime
+    signed_up_at: AwareDatetime | None = None
+    last_active_at: AwareDatetime | None = None
+    orders: int = 0
+    revenue: float = 0.0
+    average_order_value: float = 0.0
+    last_order_at: AwareDatetime | None = None
+    purchase_level: PurchaseLevel = PurchaseLevel.NONE
+    rfm: Rfm | None = None
+    risk_flags: tuple[str, ...] = ()
+    traits: dict[str, Any] = Field(
+        default_factory=dict, description="allow-listed contact traits (email, phone, timezone…)"
+    )
+
+
+class TransitionData(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    user_id: str
+    kind: TransitionKind
+    from_stage: Stage | None = None
+    to_stage: Stage
+    reason: str = Field(description="e.g. signup, activity, inactivity, reactivated")
+    milestone_days: int | None = None
+    purchase_level: PurchaseLevel | None = None
+    flag: str | None = None
+    profile: Profile
+
+
+class Transition(BaseModel):
+    """CloudEvents 1.0 structured-mode JSON envelope."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str = CLOUDEVENTS_SOURCE
+    type: str
+    subject: str = Field(description="the user id")
+    time: AwareDatetime = Field(description="event time at which the transition became true")
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: TransitionData
+
+    @classmethod
+    def build(
+        cls, data: TransitionData, occurred_at: datetime, discriminator: str = ""
+    ) -> Transition:
+        return cls(
+            id=transition_id(data.user_id, data.kind, occurred_at, discriminator),
+            type=data.kind.cloudevents_type,
+            subject=data.user_id,
+            time=occurred_at,
+            data=data,
+        )
+
+
+def transition_id(
+    user_id: str, kind: TransitionKind, occurred_at: datetime, discriminator: str = ""
+) -> str:
+    """Same user, kind, moment and discriminator (target stage, milestone, flag) → same id."""
+    name = "|".join((user_id, kind.value, occurred_at.isoformat(), discriminator))
+    return str(uuid.uuid5(_ID_NAMESPACE, name))

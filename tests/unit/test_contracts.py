@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel
+
+from shared.codec import decode, encode
+from shared.errors import DecodeError
+from shared.events import Event, partition_key
+from shared.notifications import NotificationOutcome
+from shared.schemas import DEFAULT_DIR, stale_files
+from shared.transitions import Transition, TransitionKind, transition_id
+from tests.contracts import T0, sample_event, sample_outcome, sample_transition
+
+
+@pytest.mark.parametrize(
+    ("model", "record"),
+    [
+        (Event, sample_event()),
+        (Transition, sample_transition()),
+        (NotificationOutcome, sample_outcome()),
+    ],
+)
+def test_each_contract_round_trips_through_the_codec(
+    model: type[BaseModel], record: BaseModel
+) -> None:
+    assert decode(model, encode(record)) == record
+
+
+def test_bytes_that_are_not_json_raise_decode_error() -> None:
+    with pytest.raises(DecodeError, match="not JSON") as caught:
+        decode(Event, b"{not json")
+    assert caught.value.field == ""
+
+
+def test_a_bad_field_is_named_in_the_decode_error() -> None:
+    payload = encode(sample_event()).replace(b'"2026-01-05T09:30:00Z"', b'"yesterday"', 1)
+    with pytest.raises(DecodeError) as caught:
+        decode(Event, payload)
+    assert caught.value.field == "timestamp"
+    assert "timestamp" in str(caught.value)
+
+
+def test_a_nested_bad_field_is_named_by_its_path() -> None:
+    payload = encode(sample_transition()).replace(b'"to_stage":"silent"', b'"to_stage":"asleep"')
+    with pytest.raises(DecodeError) as caught:
+        decode(Transition, payload)
+    assert caught.value.field == "data.to_stage"
+
+
+def test_null_value_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="null"):
+        decode(Event, None)
+
+
+def test_transition_ids_are_deterministic_and_distinguish_inputs() -> None:
+    first = transition_id("u-1", TransitionKind.STAGE_CHANGED, T0, "silent")
+    assert first == transition_id("u-1", TransitionKind.STAGE_CHANGED, T0, "silent")
+    assert first != transition_id("u-1", TransitionKind.STAGE_CHANGED, T0, "churned")
+    assert first != transition_id("u-2", TransitionKind.STAGE_CHANGED, T0, "silent")
+    assert sample_transition().id == sample_transition().id
+
+
+def test_transition_is_a_cloudevents_envelope() -> None:
+    wire = sample_transition().model_dump(mode="json")
+    assert wire["specversion"] == "1.0"
+    assert wire["type"] == "lifecycle.stage_changed.v1"
+    assert wire["subject"] == "u-1"
+    assert wire["time"] == "2026-01-05T09:30:00Z"
+
+
+def test_partition_key_prefers_user_id_then_anonymous_id() -> None:
+    assert partition_key("u", "a") == "u"
+    assert partition_key(None, "a") == "a"
+    with pytest.raises(ValueError, match="user_id or anonymous_id"):
+        partition_key(None, None)
+
+
+def test_checked_in_schema_files_are_fresh() -> None:
+    assert stale_files(DEFAULT_DIR) == [], "run `make schemas` and commit docs/schemas/"
