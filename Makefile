@@ -63,8 +63,8 @@ test-integration: servers ## integration tests only
 schemas: install ## regenerate docs/schemas/ from the contracts
 	$(PY) -m shared.schemas
 
-run: install ## the whole pipeline locally, on embedded defaults
-	@echo "make run: the services are not built yet (see issues 3-6); nothing to run." >&2; exit 1
+run: install ## the whole pipeline locally, on embedded defaults (Ctrl-C stops it all)
+	$(PY) -m simulator.run $(RUN_ARGS)
 
 bench: bench-ingest bench-stage bench-notify ## all benchmarks
 
