@@ -1,0 +1,157 @@
+"""Time-based rules: the end of onboarding, silence, churn, milestones, flag expiry.
+
+Every timer's due moment is computed from the state alone (event times), so
+firing it at any later wall time gives the same transition, with `time` =
+the due moment, never the moment it was noticed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+from enum import IntEnum
+
+from shared.transitions import Stage, Transition
+from stage_engine.lifecycle import emit
+from stage_engine.lifecycle.config import LifecycleConfig
+from stage_engine.lifecycle.emit import Reason, RiskFlag
+from stage_engine.lifecycle.rfm import score
+from stage_engine.lifecycle.state import UserState
+
+DAY = timedelta(days=1)
+
+
+class TimerKind(IntEnum):
+    """Timers due at the same moment fire in this order (stage first)."""
+
+    STAGE = 0
+    MILESTONE = 1
+    FLAG_EXPIRY = 2
+
+
+def inactive_since(state: UserState) -> datetime:
+    """The start of the current inactivity episode."""
+    return state.last_active_at or state.signed_up_at or state.first_seen_at
+
+
+def stage_due(state: UserState, config: LifecycleConfig) -> datetime | None:
+    stage = state.stage
+    if stage is Stage.NEW:
+        ends = (state.signed_up_at or state.stage_since) + config.onboarding_days * DAY
+    elif stage is Stage.ACTIVE:
+        ends = inactive_since(state) + config.silent_after_days * DAY
+    elif stage is Stage.SILENT:
+        ends = inactive_since(state) + config.churn_after_days * DAY
+    else:
+        return None
+    # A stage never ends before it began (a late event can move activity back).
+    return max(ends, state.stage_since)
+
+
+def milestone_due(state: UserState, config: LifecycleConfig) -> tuple[datetime, int] | None:
+    if state.stage is Stage.PROSPECT:
+        return None  # milestones are for signed-up users, who can be contacted
+    reached = state.milestone_reached_days
+    for days in config.milestone_days:
+        if days > reached:
+            return inactive_since(state) + days * DAY, days
+    return None
+
+
+def flag_expiry_due(state: UserState, config: LifecycleConfig) -> datetime | None:
+    if (
+        state.last_negative_feedback_at is None
+        or RiskFlag.NEGATIVE_FEEDBACK not in state.risk_flags
+    ):
+        return None
+    return state.last_negative_feedback_at + config.negative_feedback_window_days * DAY
+
+
+def earliest(state: UserState, config: LifecycleConfig) -> tuple[datetime, TimerKind] | None:
+    """The next timer and its kind, ties broken by TimerKind order."""
+    best: tuple[datetime, TimerKind] | None = None
+    due = stage_due(state, config)
+    if due is not None:
+        best = (due, TimerKind.STAGE)
+    milestone = milestone_due(state, config)
+    if milestone is not None and (best is None or milestone[0] < best[0]):
+        best = (milestone[0], TimerKind.MILESTONE)
+    expiry = flag_expiry_due(state, config)
+    if expiry is not None and (best is None or expiry < best[0]):
+        best = (expiry, TimerKind.FLAG_EXPIRY)
+    return best
+
+
+def next_due(state: UserState, config: LifecycleConfig) -> datetime | None:
+    found = earliest(state, config)
+    return None if found is None else found[0]
+
+
+def fire_due(
+    state: UserState,
+    limit: datetime,
+    config: LifecycleConfig,
+    out: list[Transition],
+    *,
+    inclusive: bool,
+) -> UserState:
+    """Fire, in time order, every timer due before `limit` (or at it, when inclusive)."""
+    while True:
+        found = earliest(state, config)
+        if found is None:
+            return replace(state, next_due_at=None)
+        due, kind = found
+        if due > limit or (due == limit and not inclusive):
+            return replace(state, next_due_at=due)
+        state = _fire(state, kind, due, config, out)
+
+
+def _refreshed(state: UserState, at: datetime, config: LifecycleConfig) -> UserState:
+    """RFM recency moves with time: rescore at the moment a transition is emitted."""
+    if state.orders == 0:
+        return state
+    return replace(
+        state,
+        rfm=score(state.last_order_at, state.orders, state.revenue, config.rfm_edges, at),
+    )
+
+
+def stage_by_inactivity(state: UserState, at: datetime, config: LifecycleConfig) -> Stage:
+    idle = at - inactive_since(state)
+    if idle >= config.churn_after_days * DAY:
+        return Stage.CHURNED
+    if idle >= config.silent_after_days * DAY:
+        return Stage.SILENT
+    return Stage.ACTIVE
+
+
+_REASON_INTO = {
+    Stage.ACTIVE: Reason.ONBOARDING_COMPLETE,
+    Stage.SILENT: Reason.INACTIVITY,
+    Stage.CHURNED: Reason.CHURN,
+}
+
+
+def _fire(
+    state: UserState, kind: TimerKind, due: datetime, config: LifecycleConfig, out: list[Transition]
+) -> UserState:
+    if kind is TimerKind.FLAG_EXPIRY:
+        flags = tuple(f for f in state.risk_flags if f != RiskFlag.NEGATIVE_FEEDBACK)
+        return replace(state, risk_flags=flags)
+    state = _refreshed(state, due, config)
+    if kind is TimerKind.MILESTONE:
+        found = milestone_due(state, config)
+        days = found[1] if found is not None else 0
+        state = replace(state, milestone_reached_days=days)
+        out.append(emit.milestone_reached(state, days, due))
+        return state
+    before = state.stage
+    if before is Stage.NEW:
+        after = stage_by_inactivity(state, due, config)
+    elif before is Stage.ACTIVE:
+        after = Stage.SILENT
+    else:
+        after = Stage.CHURNED
+    state = replace(state, stage=after, stage_since=due)
+    out.append(emit.stage_changed(state, before, _REASON_INTO[after], due))
+    return state
