@@ -1,0 +1,144 @@
+"""Email over SMTP (aiosmtplib): one connection per message, a Message-ID from the idempotency key.
+
+The Message-ID is derived from the idempotency key, so a retry after an
+ambiguous outcome (the connection died after DATA) carries the same id and a
+provider, or the recipient's mail store, can drop the duplicate.
+
+SMTP replies: 4xx are transient, 5xx permanent (a refused recipient, a refused
+message), except authentication failures, which are a configuration problem
+that an operator fixes: retried, not lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+
+import aiosmtplib
+from pydantic import SecretStr
+
+from notifier.channels.base import (
+    ChannelResult,
+    Delivery,
+    PermanentChannelError,
+    TransientChannelError,
+)
+from notifier.channels.http_provider import render_for, trait
+from notifier.templates import RenderedMessage
+from shared.clock import Clock, SystemClock
+
+_ADDRESS = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+IDEMPOTENCY_HEADER = "X-Lifecycle-Idempotency-Key"
+
+
+def message_id_for(idempotency_key: str, sender: str) -> str:
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "lifecycle.invalid"
+    return f"<{hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]}@{domain}>"
+
+
+def build_message(
+    delivery: Delivery, rendered: RenderedMessage, *, sender: str, recipient: str, now: datetime
+) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = rendered.subject
+    message["Message-ID"] = message_id_for(delivery.idempotency_key, sender)
+    message["Date"] = format_datetime(now)
+    message[IDEMPOTENCY_HEADER] = delivery.idempotency_key
+    message["X-Lifecycle-Rule"] = delivery.action.ledger_key
+    message.set_content(rendered.text)
+    if rendered.html is not None:
+        message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        sender: str,
+        timeout_s: float,
+        use_tls: bool = False,
+        starttls: bool = False,
+        username: str | None = None,
+        password: SecretStr | None = None,
+        validate_certs: bool = True,
+        templates_dir: Path | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not _ADDRESS.fullmatch(parseaddr(sender)[1]):
+            raise ValueError(f"sender {sender!r} is not an email address")
+        if use_tls and starttls:
+            raise ValueError("use_tls (implicit TLS, port 465) and starttls exclude each other")
+        self._host = host
+        self._port = port
+        self._sender = sender
+        self._timeout_s = timeout_s
+        self._use_tls = use_tls
+        self._starttls = starttls
+        self._username = username
+        self._password = password
+        self._validate_certs = validate_certs
+        self._templates_dir = templates_dir
+        self._clock = clock or SystemClock()
+
+    async def send(self, delivery: Delivery) -> ChannelResult:
+        recipient = trait(delivery, "email")
+        if recipient is None:
+            user = delivery.transition.data.user_id
+            raise PermanentChannelError(f"user {user!r} has no email trait")
+        if not _ADDRESS.fullmatch(recipient):
+            raise PermanentChannelError(f"email trait {recipient!r} is not an email address")
+        rendered = render_for(delivery, self._templates_dir)
+        message = build_message(
+            delivery, rendered, sender=self._sender, recipient=recipient, now=self._clock.now()
+        )
+        await self._deliver(message)
+        return ChannelResult(provider_message_id=str(message["Message-ID"]))
+
+    async def _deliver(self, message: EmailMessage) -> None:
+        try:
+            await aiosmtplib.send(
+                message,
+                hostname=self._host,
+                port=self._port,
+                use_tls=self._use_tls,
+                start_tls=self._starttls,
+                username=self._username,
+                password=self._password.get_secret_value() if self._password else None,
+                validate_certs=self._validate_certs,
+                timeout=self._timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            codes = [refused.code for refused in exc.recipients]
+            detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            if all(code >= 500 for code in codes):
+                raise PermanentChannelError(f"recipient refused: {detail}") from None
+            raise TransientChannelError(f"recipient deferred: {detail}") from None
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise TransientChannelError(
+                f"SMTP authentication failed ({exc.code}): check the SMTP username and password"
+            ) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            text = f"SMTP {self._host}:{self._port} answered {exc.code} {exc.message}"
+            if exc.code >= 500:
+                raise PermanentChannelError(text) from None
+            raise TransientChannelError(text) from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            # Timeouts, refused or dropped connections: the outcome may be unknown, and the
+            # same Message-ID on the retry lets the receiving side de-duplicate.
+            raise TransientChannelError(
+                f"SMTP {self._host}:{self._port} failed: {type(exc).__name__}: {exc}"
+            ) from None
+
+    async def aclose(self) -> None:
+        return None
