@@ -1,0 +1,91 @@
+"""The ingest app: wiring in one place. Nothing here runs at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ingest.broker import BrokerLink
+from ingest.handlers import Ingest, Limits
+from ingest.keys import WriteKeys
+from ingest.metrics import IngestMetrics
+from ingest.openapi import install_openapi
+from ingest.publish import InFlight, Publisher
+from ingest.rate_limit import RateLimiter
+from ingest.routes import request_models, tracking_router
+from ingest.settings import IngestSettings
+from shared.clock import Clock, SystemClock
+from shared.http_ops import ops_router
+from shared.kafka.ping import broker_answers
+from shared.metrics import new_registry
+from shared.topics import Topics
+
+_READINESS_TIMEOUT_S = 2.0
+
+
+def create_app(settings: IngestSettings, *, clock: Clock | None = None) -> FastAPI:
+    """Build the app; its lifespan connects the producer and creates the topics.
+
+    Raises SettingsError when no write key is configured (a misconfiguration
+    fails at start-up, not at the first request).
+    """
+    keys = WriteKeys.load(settings.ingest_write_keys, settings.ingest_write_keys_file)
+    registry = new_registry()
+    metrics = IngestMetrics(registry)
+    topics = Topics.from_settings(settings)
+    link = BrokerLink(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topics=topics.all(),
+        partitions=settings.topic_partitions,
+        replication_factor=settings.topic_replication_factor,
+        connect_timeout_s=settings.ingest_kafka_connect_timeout_ms / 1000,
+        max_backoff_s=settings.ingest_kafka_reconnect_max_backoff_ms / 1000,
+    )
+    in_flight = InFlight(settings.ingest_max_in_flight_events, metrics.in_flight_events.set)
+    publisher = Publisher(
+        link, topic=topics.events, timeout_s=settings.produce_timeout_s, in_flight=in_flight
+    )
+    metrics.broker_connected.set_function(lambda: float(publisher.connected))
+    ingest = Ingest(
+        keys=keys,
+        limiter=RateLimiter(
+            rate_per_s=settings.ingest_rate_limit_per_s, burst=settings.ingest_rate_burst
+        ),
+        publisher=publisher,
+        metrics=metrics,
+        limits=Limits(
+            max_event_bytes=settings.ingest_max_event_bytes,
+            max_body_bytes=settings.ingest_max_body_bytes,
+            retry_after_s=settings.ingest_retry_after_s,
+        ),
+        clock=clock or SystemClock(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await link.start()
+        try:
+            yield
+        finally:
+            await link.stop()
+
+    async def kafka_answers() -> bool:
+        return await broker_answers(
+            settings.kafka_bootstrap_servers, timeout_s=_READINESS_TIMEOUT_S
+        )
+
+    async def producer_started() -> bool:
+        return publisher.connected
+
+    app = FastAPI(
+        title="Lifecycle ingest",
+        version="1.0.0",
+        description="Segment-compatible HTTP tracking API; every accepted event goes to Kafka.",
+        lifespan=lifespan,
+    )
+    app.include_router(tracking_router(ingest))
+    app.include_router(ops_router(registry, {"kafka": kafka_answers, "producer": producer_started}))
+    install_openapi(app, request_models())
+    return app

@@ -1,0 +1,106 @@
+"""A validated Segment call -> the shared Event, as Segment normalises calls.
+
+- `messageId` is generated when missing (a random UUID).
+- `receivedAt` and `source` are the server's: whatever a client sends for them is ignored.
+- Event time corrects client clock skew: timestamp = receivedAt - (sentAt - clientTime),
+  where clientTime is the call's `timestamp` (else `originalTimestamp`) and `sentAt`
+  comes from the call or else its batch. Without `sentAt` the client time is used
+  as is; without a client time, `receivedAt`. Times without an offset are UTC.
+- track, identify, page, screen and group need `userId` or `anonymousId`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic.alias_generators import to_camel
+
+from ingest.models import AliasCall, AnyCall
+from shared.events import Event, EventType
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidCallError(Exception):
+    """One call that cannot become an Event; `field` is camelCase as the client sent it."""
+
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the request adds to each of its calls."""
+
+    received_at: datetime
+    source: str
+    sent_at: datetime | None = None
+    context: dict[str, Any] | None = None
+
+
+def to_event(call: AnyCall, call_type: EventType, envelope: Envelope) -> Event:
+    if not isinstance(call, AliasCall) and call.user_id is None and call.anonymous_id is None:
+        raise InvalidCallError("userId", f"{call_type} needs userId or anonymousId")
+    client_time = _aware(call.timestamp or call.original_timestamp)
+    sent_at = _aware(call.sent_at or envelope.sent_at)
+    fields: dict[str, Any] = {
+        "message_id": call.message_id or str(uuid.uuid4()),
+        "type": call_type,
+        "user_id": call.user_id,
+        "anonymous_id": call.anonymous_id,
+        "timestamp": event_time(client_time, sent_at, envelope.received_at),
+        "received_at": envelope.received_at,
+        "sent_at": sent_at,
+        "original_timestamp": client_time,
+        "context": _merged(envelope.context, call.context),
+        "source": envelope.source,
+    }
+    # The type-specific fields; getattr because each call type has only some of them.
+    for name in ("event", "name", "category", "previous_id", "group_id"):
+        value = getattr(call, name, None)
+        if value is not None:
+            fields[name] = value
+    for name in ("properties", "traits"):
+        value = getattr(call, name, None)
+        if value:
+            fields[name] = value
+    try:
+        return Event(**fields)
+    except ValidationError as exc:  # a bound of Event the request models do not mirror
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(to_camel(str(part)) for part in first["loc"]) or "body"
+        raise InvalidCallError(field, first["msg"]) from None
+
+
+def event_time(
+    client_time: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    if client_time is None:
+        return received_at
+    if sent_at is None:
+        return client_time
+    try:
+        return received_at - (sent_at - client_time)
+    except OverflowError:
+        raise InvalidCallError(
+            "sentAt",
+            f"sentAt {sent_at.isoformat()} and timestamp {client_time.isoformat()} "
+            "are too far apart to correct the clock skew",
+        ) from None
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+def _merged(outer: dict[str, Any] | None, inner: dict[str, Any] | None) -> dict[str, Any]:
+    if not outer:
+        return inner or {}
+    if not inner:
+        return outer
+    return {**outer, **inner}

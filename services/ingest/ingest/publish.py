@@ -1,0 +1,151 @@
+"""Hand a request's events to Kafka and wait until every one is acknowledged.
+
+A request is answered 200 only after this returns. Killed right after the
+acknowledgement, the events are durable (acks=all) and the client saw no
+answer, so it retries: the duplicates carry the same messageId and are
+dropped downstream. Killed before, nothing was acknowledged and the retry is
+the only copy that counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from ingest.broker import BrokerLink
+
+
+class PublishError(Exception):
+    """The events of a request were not all acknowledged; answer 503."""
+
+    code = "broker_unavailable"
+
+
+class BrokerUnavailableError(PublishError):
+    code = "broker_unavailable"
+
+
+class OverloadedError(PublishError):
+    code = "overloaded"
+
+
+class ProduceTimeoutError(PublishError):
+    code = "produce_timeout"
+
+
+class InFlight:
+    """Counts events held by the producer (sent, not yet acknowledged or failed).
+
+    A request that would take the count over `limit` is refused at once, so
+    memory stays bounded while the broker is slow or away. A request bigger
+    than the limit may still go alone (its size is bounded by the body limit).
+    """
+
+    def __init__(self, limit: int, on_change: Callable[[int], None] = lambda _: None) -> None:
+        self.limit = limit
+        self.count = 0
+        self._on_change = on_change
+
+    def try_acquire(self, events: int) -> bool:
+        if self.count and self.count + events > self.limit:
+            return False
+        self.count += events
+        self._on_change(self.count)
+        return True
+
+    def release(self, events: int) -> None:
+        self.count -= events
+        self._on_change(self.count)
+
+    def release_one(self, _future: asyncio.Future[object]) -> None:
+        if not _future.cancelled():
+            _future.exception()  # retrieved: nobody else will look at a late failure
+        self.release(1)
+
+
+class Publisher:
+    def __init__(
+        self, link: BrokerLink, *, topic: str, timeout_s: float, in_flight: InFlight
+    ) -> None:
+        self._link = link
+        self._topic = topic
+        self._timeout_s = timeout_s
+        self._in_flight = in_flight
+
+    @property
+    def connected(self) -> bool:
+        return self._link.producer is not None
+
+    async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """Send every (key, value) and return when Kafka acknowledged all of them."""
+        producer = self._link.producer
+        if producer is None:
+            raise BrokerUnavailableError("the Kafka broker cannot be reached")
+        count = len(records)
+        if not self._in_flight.try_acquire(count):
+            waiting, limit = self._in_flight.count, self._in_flight.limit
+            raise OverloadedError(f"{waiting} events are waiting for Kafka (limit {limit})")
+        futures: list[asyncio.Future[object]] = []
+        try:
+            try:
+                pending = await self._send_all(producer, records, futures)
+            finally:
+                error = self._settle(count, futures)
+        except TimeoutError:
+            unsent = count - len(futures)
+            raise ProduceTimeoutError(
+                f"{unsent} of {count} events could not be handed to the producer within "
+                f"{self._timeout_ms} ms"
+            ) from None
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"Kafka refused the events: {exc!r}") from None
+        if pending:
+            raise ProduceTimeoutError(
+                f"Kafka did not acknowledge {pending} of {count} events "
+                f"within {self._timeout_ms} ms"
+            )
+        if error is not None:
+            raise BrokerUnavailableError(f"Kafka did not acknowledge an event: {error!r}")
+
+    async def _send_all(
+        self,
+        producer: AIOKafkaProducer,
+        records: Sequence[tuple[bytes, bytes]],
+        futures: list[asyncio.Future[object]],
+    ) -> int:
+        """Hand every record to the producer, then wait for the acks; returns how many are pending.
+
+        All sends go out before the first wait, so they share produce requests.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        # send() itself can wait (for metadata, or room in the buffer): bounded too.
+        async with asyncio.timeout_at(deadline):
+            for key, value in records:
+                futures.append(await producer.send(self._topic, value, key=key))
+        # asyncio.wait does not cancel what is still pending: an unacknowledged
+        # event stays counted in flight until the producer settles it.
+        _, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        return len(pending)
+
+    @property
+    def _timeout_ms(self) -> int:
+        return round(self._timeout_s * 1000)
+
+    def _settle(self, count: int, futures: list[asyncio.Future[object]]) -> BaseException | None:
+        """Release what is settled now, the rest when the producer settles it; the first failure."""
+        settled = count - len(futures)  # never handed to the producer
+        first_error: BaseException | None = None
+        for future in futures:
+            if not future.done():
+                future.add_done_callback(self._in_flight.release_one)
+                continue
+            settled += 1
+            error = None if future.cancelled() else future.exception()
+            if first_error is None:
+                first_error = error
+        self._in_flight.release(settled)
+        return first_error

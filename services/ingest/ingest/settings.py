@@ -1,0 +1,50 @@
+"""Ingest's settings: the common ones plus limits, keys and timeouts (env vars, INGEST_*)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+
+from shared.settings import CommonSettings
+
+
+class IngestSettings(CommonSettings):
+    """Built once in `python -m ingest` (shared.settings.load_settings), then passed down."""
+
+    # "key1:source1,key2:source2"; a key without ":source" gets the source "default".
+    ingest_write_keys: str = ""
+    # One "key:source" per line; blank lines and lines starting with "#" are skipped.
+    ingest_write_keys_file: Path | None = None
+
+    # Segment's own limits: 32 KB per call, 500 KB per batch request.
+    ingest_max_event_bytes: int = Field(default=32 * 1024, ge=256, le=1024 * 1024)
+    ingest_max_body_bytes: int = Field(default=500 * 1024, ge=1024, le=64 * 1024 * 1024)
+
+    # Token bucket per write key, in requests (a batch is one request).
+    ingest_rate_limit_per_s: float = Field(default=2000.0, gt=0)
+    ingest_rate_burst: int = Field(default=4000, ge=1)
+
+    # How long a request waits for Kafka to acknowledge all of its events before 503.
+    ingest_produce_timeout_ms: int = Field(default=5000, ge=1, le=120_000)
+    # Events handed to the producer and not yet settled (acked or failed); above it, 503 at once.
+    ingest_max_in_flight_events: int = Field(default=50_000, ge=1)
+    # What 503 answers tell clients in Retry-After.
+    ingest_retry_after_s: int = Field(default=1, ge=1, le=3600)
+    # Start-up: how long the first broker connection may take before the service
+    # starts anyway (not ready, answering 503) and keeps reconnecting in the background.
+    ingest_kafka_connect_timeout_ms: int = Field(default=10_000, ge=100)
+    ingest_kafka_reconnect_max_backoff_ms: int = Field(default=5_000, ge=50)
+
+    @model_validator(mode="after")
+    def _body_holds_an_event(self) -> IngestSettings:
+        if self.ingest_max_body_bytes < self.ingest_max_event_bytes:
+            raise ValueError(
+                f"INGEST_MAX_BODY_BYTES={self.ingest_max_body_bytes} is smaller than "
+                f"INGEST_MAX_EVENT_BYTES={self.ingest_max_event_bytes}"
+            )
+        return self
+
+    @property
+    def produce_timeout_s(self) -> float:
+        return self.ingest_produce_timeout_ms / 1000
