@@ -8,7 +8,6 @@ has seen) updates counters and never un-fires or reverses a past transition.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from typing import NamedTuple
 
@@ -18,8 +17,8 @@ from stage_engine.lifecycle import emit, signals
 from stage_engine.lifecycle.config import LifecycleConfig
 from stage_engine.lifecycle.emit import Reason, RiskFlag
 from stage_engine.lifecycle.rfm import RfmEdges, score
-from stage_engine.lifecycle.state import UserState
-from stage_engine.lifecycle.timers import DAY, fire_due, next_due
+from stage_engine.lifecycle.state import Draft, UserState
+from stage_engine.lifecycle.timers import DAY, fire_due, next_due, refresh_rfm
 
 # (from stage, reason, moment) of the one stage change an event can make.
 StageChange = tuple[Stage | None, str, datetime]
@@ -36,8 +35,9 @@ def expire(state: UserState, now: datetime, config: LifecycleConfig) -> Step:
     if due is None or due > now:
         return Step(state, ())
     out: list[Transition] = []
-    state = fire_due(state, signals.utc(now), config, out, inclusive=True)
-    return Step(state, tuple(out))
+    draft = state.thaw()
+    fire_due(draft, signals.utc(now), config, out, inclusive=True)
+    return Step(draft.freeze(), tuple(out))
 
 
 def advance(state: UserState | None, event: Event, config: LifecycleConfig) -> Step:
@@ -45,18 +45,18 @@ def advance(state: UserState | None, event: Event, config: LifecycleConfig) -> S
     at = signals.utc(event.timestamp)
     out: list[Transition] = []
     if state is None:
-        state = _first_seen(event, at)
-        first_stage: Stage | None = None
+        draft = _first_seen(event, at)
     else:
-        first_stage = state.stage
-        if state.next_due_at is not None and state.next_due_at < at:
-            state = fire_due(state, at, config, out, inclusive=False)
-    state = _apply(state, event, at, config, out, brand_new=first_stage is None)
-    return Step(replace(state, next_due_at=next_due(state, config)), tuple(out))
+        draft = state.thaw()
+        if draft.next_due_at is not None and draft.next_due_at < at:
+            fire_due(draft, at, config, out, inclusive=False)
+    _apply(draft, event, at, config, out, brand_new=state is None)
+    draft.next_due_at = next_due(draft, config)
+    return Step(draft.freeze(), tuple(out))
 
 
-def _first_seen(event: Event, at: datetime) -> UserState:
-    return UserState(
+def _first_seen(event: Event, at: datetime) -> Draft:
+    return Draft(
         user_id=event.partition_key,
         is_anonymous=not event.user_id,
         stage=Stage.PROSPECT,
@@ -68,16 +68,21 @@ def _first_seen(event: Event, at: datetime) -> UserState:
 
 
 def _apply(
-    state: UserState,
+    state: Draft,
     event: Event,
     at: datetime,
     config: LifecycleConfig,
     out: list[Transition],
     *,
     brand_new: bool,
-) -> UserState:
+) -> None:
     """Update the state for one event, then emit what it made true, with the final profile."""
-    state = _noted(state, event, at, config)
+    if at >= state.last_event_at:
+        state.last_event_at = at
+    elif at < state.first_seen_at:
+        state.first_seen_at = at
+    if event.traits:
+        _note_traits(state, event, at, config)
     stage_change: StageChange | None = (None, Reason.FIRST_SEEN, at) if brand_new else None
     if state.signed_up_at is None and signals.is_signup(event, config):
         stage_change = (
@@ -85,94 +90,92 @@ def _apply(
             Reason.SIGNUP,
             max(at, state.stage_since),
         )
-        state = replace(state, signed_up_at=at, stage=Stage.NEW, stage_since=stage_change[2])
-        state = _active_at(state, at)
+        state.signed_up_at = at
+        state.stage = Stage.NEW
+        state.stage_since = stage_change[2]
+        _active_at(state, at)
     raised: list[str] = []
     if signals.is_activity(event, config):
-        state, reactivation = _activity(state, at, config, raised)
-        stage_change = reactivation or stage_change
-
+        stage_change = _activity(state, at, config, raised) or stage_change
     level_before = state.purchase_level
-    value = signals.purchase_value(event, config)
-    if value is not None:
-        state = _ordered(state, value, at, config, raised)
-    if signals.is_negative_feedback(event, config):
-        state = _negative_feedback(state, at, config, raised)
-
+    if event.type == "track":
+        value = signals.purchase_value(event, config)
+        if value is not None:
+            _ordered(state, value, at, config, raised)
+        if signals.is_negative_feedback(event, config):
+            _negative_feedback(state, at, config, raised)
+    if stage_change is None and not raised and state.purchase_level is level_before:
+        return
     # Emit with the profile as it stands after the whole event.
+    snapshot = state.freeze()
     if stage_change is not None:
         from_stage, reason, moment = stage_change
-        out.append(emit.stage_changed(state, from_stage, reason, moment))
+        out.append(emit.stage_changed(snapshot, from_stage, reason, moment))
     if state.purchase_level is not level_before and state.last_order_at is not None:
-        out.append(emit.purchase_level_changed(state, state.purchase_level, state.last_order_at))
-    out.extend(emit.risk_flag_raised(state, flag, at) for flag in raised)
-    return state
+        out.append(emit.purchase_level_changed(snapshot, state.purchase_level, state.last_order_at))
+    out.extend(emit.risk_flag_raised(snapshot, flag, at) for flag in raised)
 
 
-def _noted(state: UserState, event: Event, at: datetime, config: LifecycleConfig) -> UserState:
-    """The event's time and its contact traits (newest traits win)."""
-    changes: dict[str, object] = {}
-    if at < state.last_event_at:
-        if at < state.first_seen_at:
-            changes["first_seen_at"] = at
-    else:
-        changes["last_event_at"] = at
+def _note_traits(state: Draft, event: Event, at: datetime, config: LifecycleConfig) -> None:
+    """Allow-listed contact traits; the most recently told value wins."""
     traits = signals.contact_traits(event, config)
     if traits and (state.traits_at is None or at >= state.traits_at):
-        changes["traits"] = {**state.traits, **traits}
-        changes["traits_at"] = at
-    return replace(state, **changes) if changes else state  # type: ignore[arg-type]
+        state.traits = {**state.traits, **traits}
+        state.traits_at = at
 
 
 def _activity(
-    state: UserState, at: datetime, config: LifecycleConfig, raised: list[str]
-) -> tuple[UserState, StageChange | None]:
+    state: Draft, at: datetime, config: LifecycleConfig, raised: list[str]
+) -> StageChange | None:
     """Count the activity; a return after silence or churn (not a late one) reactivates."""
     in_order = state.last_active_at is None or at >= state.last_active_at
-    state = _active_at(state, at)
-    state = replace(
-        state,
-        activity_days=signals.add_activity(
-            state.activity_days, at.toordinal(), 2 * config.activity_window_days
-        ),
+    _active_at(state, at)
+    today = at.toordinal()
+    counts = state.activity_counts
+    new_day = not counts or state.activity_first_day + len(counts) - 1 != today
+    state.activity_first_day, state.activity_counts = signals.add_activity(
+        state.activity_first_day, counts, today, 2 * config.activity_window_days
     )
-    if in_order:
-        state = _flag(state, RiskFlag.ACTIVITY_DROP, _activity_dropped(state, at, config), raised)
+    # Within one day the baseline is fixed and recent activity only grows, so
+    # the flag can only clear: evaluate on a day's first activity, or to clear.
+    if in_order and (new_day or RiskFlag.ACTIVITY_DROP in state.risk_flags):
+        _flag(state, RiskFlag.ACTIVITY_DROP, _activity_dropped(state, today, config), raised)
     if state.stage in (Stage.SILENT, Stage.CHURNED) and at >= state.stage_since:
         change: StageChange = (state.stage, Reason.REACTIVATED, at)
-        return replace(state, stage=Stage.ACTIVE, stage_since=at), change
-    return state, None
+        state.stage = Stage.ACTIVE
+        state.stage_since = at
+        return change
+    return None
 
 
-def _active_at(state: UserState, at: datetime) -> UserState:
+def _active_at(state: Draft, at: datetime) -> None:
     """Activity at `at`: a newer one starts a new inactivity episode."""
-    if state.last_active_at is not None and at <= state.last_active_at:
-        return state
-    return replace(state, last_active_at=at, milestone_reached_days=0)
+    if state.last_active_at is None or at > state.last_active_at:
+        state.last_active_at = at
+        state.milestone_reached_days = 0
 
 
-def _flag(state: UserState, flag: str, holds: bool, raised: list[str]) -> UserState:
+def _flag(state: Draft, flag: str, holds: bool, raised: list[str]) -> None:
     """Set or clear a risk flag; only raising it is a transition."""
     present = flag in state.risk_flags
     if holds and not present:
         raised.append(flag)
-        return replace(state, risk_flags=tuple(sorted((*state.risk_flags, flag))))
-    if present and not holds:
-        return replace(state, risk_flags=tuple(f for f in state.risk_flags if f != flag))
-    return state
+        state.risk_flags = tuple(sorted((*state.risk_flags, flag)))
+    elif present and not holds:
+        state.risk_flags = tuple(f for f in state.risk_flags if f != flag)
 
 
-def _activity_dropped(state: UserState, at: datetime, config: LifecycleConfig) -> bool:
+def _activity_dropped(state: Draft, today: int, config: LifecycleConfig) -> bool:
     """Activity in the last window under `ratio` of the window before (full baseline only)."""
     window = config.activity_window_days
-    today = at.toordinal()
     baseline_start = today - 2 * window + 1
     if state.first_seen_at.toordinal() > baseline_start:
         return False
-    baseline = signals.activity_in(state.activity_days, baseline_start, today - window)
+    first, counts = state.activity_first_day, state.activity_counts
+    baseline = signals.activity_in(first, counts, baseline_start, today - window)
     if baseline < config.activity_drop_min_baseline:
         return False
-    recent = signals.activity_in(state.activity_days, today - window + 1, today)
+    recent = signals.activity_in(first, counts, today - window + 1, today)
     return recent < baseline * config.activity_drop_ratio
 
 
@@ -187,44 +190,41 @@ def purchase_level_for(orders: int, config: LifecycleConfig) -> PurchaseLevel:
 
 
 def _ordered(
-    state: UserState, value: float, at: datetime, config: LifecycleConfig, raised: list[str]
-) -> UserState:
+    state: Draft, value: float, at: datetime, config: LifecycleConfig, raised: list[str]
+) -> None:
     previous_orders = state.orders
     baseline = state.average_order_value
     in_order = state.last_order_at is None or at >= state.last_order_at
-    orders = previous_orders + 1
-    first_order_at = at if state.first_order_at is None else min(state.first_order_at, at)
-    state = replace(
-        state,
-        orders=orders,
-        revenue=state.revenue + value,
-        first_order_at=first_order_at,
-        last_order_at=at if in_order else state.last_order_at,
-        last_order_value=value if in_order else state.last_order_value,
-        purchase_level=purchase_level_for(orders, config),
-    )
+    state.orders = previous_orders + 1
+    state.revenue += value
+    if state.first_order_at is None or at < state.first_order_at:
+        state.first_order_at = at
+    if in_order:
+        state.last_order_at = at
+        state.last_order_value = value
+    state.purchase_level = purchase_level_for(state.orders, config)
     if in_order and previous_orders > 0:
         dropped = value < baseline * config.order_value_drop_ratio
-        state = _flag(state, RiskFlag.ORDER_VALUE_DROP, dropped, raised)
-    return rescore(state, config.rfm_edges, state.last_event_at)
+        _flag(state, RiskFlag.ORDER_VALUE_DROP, dropped, raised)
+    refresh_rfm(state, state.last_event_at, config)
 
 
 def _negative_feedback(
-    state: UserState, at: datetime, config: LifecycleConfig, raised: list[str]
-) -> UserState:
+    state: Draft, at: datetime, config: LifecycleConfig, raised: list[str]
+) -> None:
     last = state.last_negative_feedback_at
     if last is not None and at <= last:
-        return state
-    state = replace(state, last_negative_feedback_at=at)
+        return
+    state.last_negative_feedback_at = at
     # A late complaint whose window already closed raises nothing.
-    still_open = at + config.negative_feedback_window_days * DAY > state.last_event_at
-    if still_open:
-        state = _flag(state, RiskFlag.NEGATIVE_FEEDBACK, True, raised)  # noqa: FBT003
-    return state
+    if at + config.negative_feedback_window_days * DAY > state.last_event_at:
+        _flag(state, RiskFlag.NEGATIVE_FEEDBACK, True, raised)  # noqa: FBT003
 
 
 def rescore(state: UserState, edges: RfmEdges, now: datetime) -> UserState:
     """RFM scores as of `now` with population edges; never a transition."""
-    if state.orders == 0:
-        return state if state.rfm is None else replace(state, rfm=None)
-    return replace(state, rfm=score(state.last_order_at, state.orders, state.revenue, edges, now))
+    if state.orders == 0 and state.rfm is None:
+        return state
+    draft = state.thaw()
+    draft.rfm = score(state.last_order_at, state.orders, state.revenue, edges, now)
+    return draft.freeze()

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from shared.transitions import Stage, Transition
 from stage_engine.lifecycle import emit
 from stage_engine.lifecycle.config import LifecycleConfig
 from stage_engine.lifecycle.emit import Reason
-from stage_engine.lifecycle.machine import Step, purchase_level_for, rescore
-from stage_engine.lifecycle.state import ActivityDays, TraitValue, UserState
-from stage_engine.lifecycle.timers import next_due
+from stage_engine.lifecycle.machine import Step, purchase_level_for
+from stage_engine.lifecycle.signals import add_activity
+from stage_engine.lifecycle.state import Draft, TraitValue, UserState
+from stage_engine.lifecycle.timers import next_due, refresh_rfm
 
 
 def merge_anonymous(
@@ -25,73 +25,68 @@ def merge_anonymous(
     a silent or churned user whose anonymous activity came after their stage
     began is reactivated at that activity's time. Past transitions stand.
     """
-    rekeyed = replace(anonymous, user_id=user_id, is_anonymous=False)
+    rekeyed = anonymous.thaw()
+    rekeyed.user_id = user_id
+    rekeyed.is_anonymous = False
     if user is None:
-        return Step(rekeyed, ())
-    if user.signed_up_at is None and rekeyed.signed_up_at is not None:
-        base, other = rekeyed, user  # the signed-up side owns the stage history
+        return Step(rekeyed.freeze(), ())
+    if user.signed_up_at is None and anonymous.signed_up_at is not None:
+        base, other = rekeyed, user.thaw()  # the signed-up side owns the stage history
     else:
-        base, other = user, rekeyed
+        base, other = user.thaw(), rekeyed
+    level_before, flags_before = base.purchase_level, base.risk_flags
     moment = max(base.last_event_at, other.last_event_at)
-    merged = _fold_counters(base, other, config)
-    merged = replace(
-        merged,
-        first_seen_at=min(base.first_seen_at, other.first_seen_at),
-        last_event_at=moment,
-        activity_days=_merge_days(
-            base.activity_days, other.activity_days, 2 * config.activity_window_days
-        ),
-        traits=_newer_last(base, other),
-        traits_at=_latest(base.traits_at, other.traits_at),
-        last_negative_feedback_at=_latest(
-            base.last_negative_feedback_at, other.last_negative_feedback_at
-        ),
-        risk_flags=tuple(sorted(set(base.risk_flags) | set(other.risk_flags))),
+    _fold_orders(base, other, config)
+    base.first_seen_at = min(base.first_seen_at, other.first_seen_at)
+    base.last_event_at = moment
+    _merge_activity(base, other, 2 * config.activity_window_days)
+    base.traits = _newer_last(base, other)
+    base.traits_at = _latest(base.traits_at, other.traits_at)
+    base.last_negative_feedback_at = _latest(
+        base.last_negative_feedback_at, other.last_negative_feedback_at
     )
-    if other.last_active_at is not None and (
-        base.last_active_at is None or other.last_active_at > base.last_active_at
-    ):
-        merged = replace(merged, last_active_at=other.last_active_at, milestone_reached_days=0)
+    base.risk_flags = tuple(sorted(set(base.risk_flags) | set(other.risk_flags)))
+    active_at = other.last_active_at
+    if active_at is not None and (base.last_active_at is None or active_at > base.last_active_at):
+        base.last_active_at = active_at
+        base.milestone_reached_days = 0
+    refresh_rfm(base, moment, config)
     out: list[Transition] = []
-    reactivated_at = merged.last_active_at
+    active_at = base.last_active_at
     if (
-        merged.stage in (Stage.SILENT, Stage.CHURNED)
-        and reactivated_at is not None
-        and reactivated_at >= merged.stage_since
+        active_at is not None
+        and base.stage in (Stage.SILENT, Stage.CHURNED)
+        and active_at >= base.stage_since
     ):
-        before = merged.stage
-        merged = replace(merged, stage=Stage.ACTIVE, stage_since=reactivated_at)
-        out.append(emit.stage_changed(merged, before, Reason.REACTIVATED, reactivated_at))
-    if merged.purchase_level is not base.purchase_level:
-        out.append(emit.purchase_level_changed(merged, merged.purchase_level, moment))
+        before = base.stage
+        base.stage = Stage.ACTIVE
+        base.stage_since = active_at
+        out.append(emit.stage_changed(base.freeze(), before, Reason.REACTIVATED, active_at))
+    base.next_due_at = next_due(base, config)
+    snapshot = base.freeze()
+    if base.purchase_level is not level_before:
+        out.append(emit.purchase_level_changed(snapshot, base.purchase_level, moment))
     out.extend(
-        emit.risk_flag_raised(merged, flag, moment)
-        for flag in merged.risk_flags
-        if flag not in base.risk_flags
+        emit.risk_flag_raised(snapshot, flag, moment)
+        for flag in base.risk_flags
+        if flag not in flags_before
     )
-    return Step(replace(merged, next_due_at=next_due(merged, config)), tuple(out))
+    return Step(snapshot, tuple(out))
 
 
-def _fold_counters(base: UserState, other: UserState, config: LifecycleConfig) -> UserState:
-    orders = base.orders + other.orders
-    last_order_at: datetime | None
+def _fold_orders(base: Draft, other: Draft, config: LifecycleConfig) -> None:
+    base.orders += other.orders
+    base.revenue += other.revenue
     if other.last_order_at is not None and (
         base.last_order_at is None or other.last_order_at > base.last_order_at
     ):
-        last_order_at, last_value = other.last_order_at, other.last_order_value
-    else:
-        last_order_at, last_value = base.last_order_at, base.last_order_value
-    firsts = [t for t in (base.first_order_at, other.first_order_at) if t is not None]
-    merged = replace(
-        base,
-        orders=orders,
-        revenue=base.revenue + other.revenue,
-        first_order_at=min(firsts) if firsts else None,
-        last_order_at=last_order_at,
-        last_order_value=last_value,
-        purchase_level=purchase_level_for(orders, config),
-    )
-    return rescore(merged, config.rfm_edges, max(base.last_event_at, other.last_event_at))
+        base.last_order_at = other.last_order_at
+        base.last_order_value = other.last_order_value
+    if other.first_order_at is not None and (
+        base.first_order_at is None or other.first_order_at < base.first_order_at
+    ):
+        base.first_order_at = other.first_order_at
+    base.purchase_level = purchase_level_for(base.orders, config)
 
 
 def _latest(first: datetime | None, second: datetime | None) -> datetime | None:
@@ -102,18 +97,19 @@ def _latest(first: datetime | None, second: datetime | None) -> datetime | None:
     return max(first, second)
 
 
-def _newer_last(base: UserState, other: UserState) -> dict[str, TraitValue]:
+def _newer_last(base: Draft, other: Draft) -> dict[str, TraitValue]:
     """Traits of both, the more recently told ones winning."""
     if other.traits_at is not None and (base.traits_at is None or other.traits_at > base.traits_at):
         return {**base.traits, **other.traits}
     return {**other.traits, **base.traits}
 
 
-def _merge_days(first: ActivityDays, second: ActivityDays, keep_days: int) -> ActivityDays:
-    counts = dict(first)
-    for day, count in second:
-        counts[day] = counts.get(day, 0) + count
-    if not counts:
-        return ()
-    oldest = max(counts) - keep_days
-    return tuple(sorted((day, n) for day, n in counts.items() if day > oldest))
+def _merge_activity(base: Draft, other: Draft, keep_days: int) -> None:
+    """Add the other profile's daily counts into the base's, in the base's window."""
+    first, counts = base.activity_first_day, base.activity_counts
+    for offset, count in enumerate(other.activity_counts):
+        for _ in range(count):
+            first, counts = add_activity(
+                first, counts, other.activity_first_day + offset, keep_days
+            )
+    base.activity_first_day, base.activity_counts = first, counts

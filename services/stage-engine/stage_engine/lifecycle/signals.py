@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from shared.events import Event
 from stage_engine.lifecycle.config import LifecycleConfig
-from stage_engine.lifecycle.state import ActivityDays, TraitValue
+from stage_engine.lifecycle.state import ActivityCounts, TraitValue
 
 _ACTIVITY_TYPES = frozenset(("track", "page", "screen"))
 
@@ -93,23 +93,28 @@ def contact_traits(event: Event, config: LifecycleConfig) -> dict[str, TraitValu
     return kept
 
 
-def add_activity(days: ActivityDays, day: int, keep_days: int) -> ActivityDays:
-    """Count one activity on `day`, keeping only the newest `keep_days` days."""
-    if days and days[-1][0] == day:
-        return (*days[:-1], (day, days[-1][1] + 1))
-    if not days or days[-1][0] < day:
-        oldest = day - keep_days
-        stale = days and days[0][0] <= oldest
-        kept = tuple(entry for entry in days if entry[0] > oldest) if stale else days
-        return (*kept, (day, 1))
-    # A late event: insert in order, unless it falls out of the window.
-    if day <= days[-1][0] - keep_days:
-        return days
-    counts = dict(days)
-    counts[day] = counts.get(day, 0) + 1
-    return tuple(sorted(counts.items()))
+def add_activity(
+    first_day: int, counts: ActivityCounts, day: int, keep_days: int
+) -> tuple[int, ActivityCounts]:
+    """Count one activity on `day` (a date ordinal), keeping the newest `keep_days` days."""
+    last_day = first_day + len(counts) - 1
+    if not counts or day - last_day >= keep_days:
+        return day, (1,)  # nothing counted yet, or all of it too old now
+    if day > last_day:
+        grown = (*counts, *(0,) * (day - last_day - 1), 1)
+        cut = max(len(grown) - keep_days, 0)
+        return first_day + cut, grown[cut:]
+    if day >= first_day:
+        index = day - first_day
+        return first_day, (*counts[:index], counts[index] + 1, *counts[index + 1 :])
+    # A late event before the first counted day: kept while inside the window.
+    if day <= last_day - keep_days:
+        return first_day, counts
+    return day, (1, *(0,) * (first_day - day - 1), *counts)
 
 
-def activity_in(days: ActivityDays, first_day: int, last_day: int) -> int:
-    """Activity events on days first_day..last_day inclusive."""
-    return sum(count for day, count in days if first_day <= day <= last_day)
+def activity_in(first_day: int, counts: ActivityCounts, from_day: int, to_day: int) -> int:
+    """Activity events on days from_day..to_day inclusive."""
+    start = max(from_day - first_day, 0)
+    stop = to_day - first_day + 1
+    return sum(counts[start:stop]) if stop > start else 0

@@ -1,14 +1,18 @@
 """One profile's lifecycle state: small, bounded, and cheap to (de)serialise.
 
-The runtime stores `to_dict()` as a JSON column. Every datetime is UTC and is
-written in ISO 8601; the dict carries a format version `v` so a future change
-of layout can be read back.
+UserState is the frozen value the runtime stores (`to_dict()` as a JSON
+column). The rules work on a mutable Draft of it (`thaw()` / `freeze()`):
+advance() runs ~20k times a second, and one copy in and one out is far
+cheaper than a dataclasses.replace() per rule.
+
+Every datetime is UTC and is written in ISO 8601; the dict carries a format
+version `v` so a later layout can still read this one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.transitions import PurchaseLevel, Stage
@@ -17,9 +21,10 @@ from stage_engine.lifecycle.rfm import RfmScore
 FORMAT_VERSION = 1
 
 TraitValue = str | int | float | bool | None
-# (day ordinal, number of activity events that day), oldest first; at most
-# 2 x activity_window_days entries, so the state stays bounded.
-ActivityDays = tuple[tuple[int, int], ...]
+# Activity events per day, day after day from `activity_first_day` (a date
+# ordinal): at most 2 x activity_window_days counts, so the state stays bounded.
+ActivityCounts = tuple[int, ...]
+_ZERO = timedelta(0)
 
 
 class StateFormatError(ValueError):
@@ -50,13 +55,41 @@ class UserState:
     last_negative_feedback_at: datetime | None = None
     # Largest milestone (days) already emitted in the current inactivity episode.
     milestone_reached_days: int = 0
-    activity_days: ActivityDays = ()
+    activity_first_day: int = 0
+    activity_counts: ActivityCounts = ()
     traits: dict[str, TraitValue] = field(default_factory=dict)
     traits_at: datetime | None = None
 
     @property
     def average_order_value(self) -> float:
         return self.revenue / self.orders if self.orders else 0.0
+
+    def thaw(self) -> Draft:
+        return Draft(
+            self.user_id,
+            self.is_anonymous,
+            self.stage,
+            self.stage_since,
+            self.next_due_at,
+            self.last_event_at,
+            self.first_seen_at,
+            self.signed_up_at,
+            self.last_active_at,
+            self.orders,
+            self.revenue,
+            self.first_order_at,
+            self.last_order_at,
+            self.last_order_value,
+            self.purchase_level,
+            self.rfm,
+            self.risk_flags,
+            self.last_negative_feedback_at,
+            self.milestone_reached_days,
+            self.activity_first_day,
+            self.activity_counts,
+            self.traits,
+            self.traits_at,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (str, int, float, bool, None, lists, dicts), stable field order."""
@@ -78,11 +111,12 @@ class UserState:
             "last_order_at": _iso(self.last_order_at),
             "last_order_value": self.last_order_value,
             "purchase_level": self.purchase_level.value,
-            "rfm": None if rfm is None else [rfm[0], rfm[1], rfm[2], rfm[3]],
+            "rfm": None if rfm is None else list(rfm),
             "risk_flags": list(self.risk_flags),
             "last_negative_feedback_at": _iso(self.last_negative_feedback_at),
             "milestone_reached_days": self.milestone_reached_days,
-            "activity_days": [[day, count] for day, count in self.activity_days],
+            # [first day ordinal, count, count, ...]: compact and quick to build.
+            "activity": [self.activity_first_day, *self.activity_counts],
             "traits": dict(self.traits),
             "traits_at": _iso(self.traits_at),
         }
@@ -95,36 +129,97 @@ class UserState:
             raise StateFormatError(f"state field 'v'={version!r}: expected {FORMAT_VERSION}")
         try:
             rfm = data["rfm"]
+            activity = data["activity"]
             return cls(
-                user_id=data["user_id"],
-                is_anonymous=bool(data["is_anonymous"]),
-                stage=Stage(data["stage"]),
-                stage_since=_from_iso(data["stage_since"]),
-                next_due_at=_opt_from_iso(data["next_due_at"]),
-                last_event_at=_from_iso(data["last_event_at"]),
-                first_seen_at=_from_iso(data["first_seen_at"]),
-                signed_up_at=_opt_from_iso(data["signed_up_at"]),
-                last_active_at=_opt_from_iso(data["last_active_at"]),
-                orders=int(data["orders"]),
-                revenue=float(data["revenue"]),
-                first_order_at=_opt_from_iso(data["first_order_at"]),
-                last_order_at=_opt_from_iso(data["last_order_at"]),
-                last_order_value=float(data["last_order_value"]),
-                purchase_level=PurchaseLevel(data["purchase_level"]),
-                rfm=None if rfm is None else RfmScore(rfm[0], rfm[1], rfm[2], rfm[3]),
-                risk_flags=tuple(data["risk_flags"]),
-                last_negative_feedback_at=_opt_from_iso(data["last_negative_feedback_at"]),
-                milestone_reached_days=int(data["milestone_reached_days"]),
-                activity_days=tuple((day, count) for day, count in data["activity_days"]),
-                traits=dict(data["traits"]),
-                traits_at=_opt_from_iso(data["traits_at"]),
+                data["user_id"],
+                data["is_anonymous"],
+                Stage(data["stage"]),
+                _from_iso(data["stage_since"]),
+                _opt_from_iso(data["next_due_at"]),
+                _from_iso(data["last_event_at"]),
+                _from_iso(data["first_seen_at"]),
+                _opt_from_iso(data["signed_up_at"]),
+                _opt_from_iso(data["last_active_at"]),
+                data["orders"],
+                float(data["revenue"]),
+                _opt_from_iso(data["first_order_at"]),
+                _opt_from_iso(data["last_order_at"]),
+                float(data["last_order_value"]),
+                PurchaseLevel(data["purchase_level"]),
+                None if rfm is None else RfmScore(*rfm),
+                tuple(data["risk_flags"]),
+                _opt_from_iso(data["last_negative_feedback_at"]),
+                data["milestone_reached_days"],
+                activity[0],
+                tuple(activity[1:]),
+                dict(data["traits"]),
+                _opt_from_iso(data["traits_at"]),
             )
         except KeyError as exc:
             raise StateFormatError(f"state field {exc.args[0]!r} is missing") from None
         except (TypeError, ValueError) as exc:
-            raise StateFormatError(
-                f"state of {data.get('user_id')!r} is unreadable: {exc}"
-            ) from None
+            who = data.get("user_id")
+            raise StateFormatError(f"state of {who!r} is unreadable: {exc}") from None
+
+
+@dataclass(slots=True)
+class Draft:
+    """A mutable working copy of a UserState, with the same fields in the same order."""
+
+    user_id: str
+    is_anonymous: bool
+    stage: Stage
+    stage_since: datetime
+    next_due_at: datetime | None
+    last_event_at: datetime
+    first_seen_at: datetime
+    signed_up_at: datetime | None = None
+    last_active_at: datetime | None = None
+    orders: int = 0
+    revenue: float = 0.0
+    first_order_at: datetime | None = None
+    last_order_at: datetime | None = None
+    last_order_value: float = 0.0
+    purchase_level: PurchaseLevel = PurchaseLevel.NONE
+    rfm: RfmScore | None = None
+    risk_flags: tuple[str, ...] = ()
+    last_negative_feedback_at: datetime | None = None
+    milestone_reached_days: int = 0
+    activity_first_day: int = 0
+    activity_counts: ActivityCounts = ()
+    traits: dict[str, TraitValue] = field(default_factory=dict)
+    traits_at: datetime | None = None
+
+    @property
+    def average_order_value(self) -> float:
+        return self.revenue / self.orders if self.orders else 0.0
+
+    def freeze(self) -> UserState:
+        return UserState(
+            self.user_id,
+            self.is_anonymous,
+            self.stage,
+            self.stage_since,
+            self.next_due_at,
+            self.last_event_at,
+            self.first_seen_at,
+            self.signed_up_at,
+            self.last_active_at,
+            self.orders,
+            self.revenue,
+            self.first_order_at,
+            self.last_order_at,
+            self.last_order_value,
+            self.purchase_level,
+            self.rfm,
+            self.risk_flags,
+            self.last_negative_feedback_at,
+            self.milestone_reached_days,
+            self.activity_first_day,
+            self.activity_counts,
+            self.traits,
+            self.traits_at,
+        )
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -133,9 +228,12 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _from_iso(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
+    offset = moment.utcoffset()
+    if offset is None:
         raise ValueError(f"datetime {text!r} has no UTC offset")
-    return moment if moment.utcoffset() == UTC.utcoffset(None) else moment.astimezone(UTC)
+    if offset != _ZERO:
+        raise ValueError(f"datetime {text!r} is not in UTC")
+    return moment
 
 
 def _opt_from_iso(text: str | None) -> datetime | None:

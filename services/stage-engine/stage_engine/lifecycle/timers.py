@@ -7,7 +7,6 @@ the due moment, never the moment it was noticed.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import IntEnum
 
@@ -16,7 +15,7 @@ from stage_engine.lifecycle import emit
 from stage_engine.lifecycle.config import LifecycleConfig
 from stage_engine.lifecycle.emit import Reason, RiskFlag
 from stage_engine.lifecycle.rfm import score
-from stage_engine.lifecycle.state import UserState
+from stage_engine.lifecycle.state import Draft
 
 DAY = timedelta(days=1)
 
@@ -29,12 +28,12 @@ class TimerKind(IntEnum):
     FLAG_EXPIRY = 2
 
 
-def inactive_since(state: UserState) -> datetime:
+def inactive_since(state: Draft) -> datetime:
     """The start of the current inactivity episode."""
     return state.last_active_at or state.signed_up_at or state.first_seen_at
 
 
-def stage_due(state: UserState, config: LifecycleConfig) -> datetime | None:
+def stage_due(state: Draft, config: LifecycleConfig) -> datetime | None:
     stage = state.stage
     if stage is Stage.NEW:
         ends = (state.signed_up_at or state.stage_since) + config.onboarding_days * DAY
@@ -48,7 +47,7 @@ def stage_due(state: UserState, config: LifecycleConfig) -> datetime | None:
     return max(ends, state.stage_since)
 
 
-def milestone_due(state: UserState, config: LifecycleConfig) -> tuple[datetime, int] | None:
+def milestone_due(state: Draft, config: LifecycleConfig) -> tuple[datetime, int] | None:
     if state.stage is Stage.PROSPECT:
         return None  # milestones are for signed-up users, who can be contacted
     reached = state.milestone_reached_days
@@ -58,7 +57,7 @@ def milestone_due(state: UserState, config: LifecycleConfig) -> tuple[datetime, 
     return None
 
 
-def flag_expiry_due(state: UserState, config: LifecycleConfig) -> datetime | None:
+def flag_expiry_due(state: Draft, config: LifecycleConfig) -> datetime | None:
     if (
         state.last_negative_feedback_at is None
         or RiskFlag.NEGATIVE_FEEDBACK not in state.risk_flags
@@ -67,7 +66,7 @@ def flag_expiry_due(state: UserState, config: LifecycleConfig) -> datetime | Non
     return state.last_negative_feedback_at + config.negative_feedback_window_days * DAY
 
 
-def earliest(state: UserState, config: LifecycleConfig) -> tuple[datetime, TimerKind] | None:
+def earliest(state: Draft, config: LifecycleConfig) -> tuple[datetime, TimerKind] | None:
     """The next timer and its kind, ties broken by TimerKind order."""
     best: tuple[datetime, TimerKind] | None = None
     due = stage_due(state, config)
@@ -82,41 +81,42 @@ def earliest(state: UserState, config: LifecycleConfig) -> tuple[datetime, Timer
     return best
 
 
-def next_due(state: UserState, config: LifecycleConfig) -> datetime | None:
+def next_due(state: Draft, config: LifecycleConfig) -> datetime | None:
     found = earliest(state, config)
     return None if found is None else found[0]
 
 
 def fire_due(
-    state: UserState,
+    state: Draft,
     limit: datetime,
     config: LifecycleConfig,
     out: list[Transition],
     *,
     inclusive: bool,
-) -> UserState:
-    """Fire, in time order, every timer due before `limit` (or at it, when inclusive)."""
+) -> None:
+    """Fire, in time order, every timer due before `limit` (or at it, when inclusive).
+
+    Leaves `state.next_due_at` at the next timer still to come (or None).
+    """
     while True:
         found = earliest(state, config)
         if found is None:
-            return replace(state, next_due_at=None)
+            state.next_due_at = None
+            return
         due, kind = found
         if due > limit or (due == limit and not inclusive):
-            return replace(state, next_due_at=due)
-        state = _fire(state, kind, due, config, out)
+            state.next_due_at = due
+            return
+        _fire(state, kind, due, config, out)
 
 
-def _refreshed(state: UserState, at: datetime, config: LifecycleConfig) -> UserState:
-    """RFM recency moves with time: rescore at the moment a transition is emitted."""
-    if state.orders == 0:
-        return state
-    return replace(
-        state,
-        rfm=score(state.last_order_at, state.orders, state.revenue, config.rfm_edges, at),
-    )
+def refresh_rfm(state: Draft, at: datetime, config: LifecycleConfig) -> None:
+    """RFM recency moves with time: rescore when a transition is emitted or an order lands."""
+    if state.orders:
+        state.rfm = score(state.last_order_at, state.orders, state.revenue, config.rfm_edges, at)
 
 
-def stage_by_inactivity(state: UserState, at: datetime, config: LifecycleConfig) -> Stage:
+def stage_by_inactivity(state: Draft, at: datetime, config: LifecycleConfig) -> Stage:
     idle = at - inactive_since(state)
     if idle >= config.churn_after_days * DAY:
         return Stage.CHURNED
@@ -133,18 +133,18 @@ _REASON_INTO = {
 
 
 def _fire(
-    state: UserState, kind: TimerKind, due: datetime, config: LifecycleConfig, out: list[Transition]
-) -> UserState:
+    state: Draft, kind: TimerKind, due: datetime, config: LifecycleConfig, out: list[Transition]
+) -> None:
     if kind is TimerKind.FLAG_EXPIRY:
-        flags = tuple(f for f in state.risk_flags if f != RiskFlag.NEGATIVE_FEEDBACK)
-        return replace(state, risk_flags=flags)
-    state = _refreshed(state, due, config)
+        state.risk_flags = tuple(f for f in state.risk_flags if f != RiskFlag.NEGATIVE_FEEDBACK)
+        return
+    refresh_rfm(state, due, config)
     if kind is TimerKind.MILESTONE:
         found = milestone_due(state, config)
         days = found[1] if found is not None else 0
-        state = replace(state, milestone_reached_days=days)
-        out.append(emit.milestone_reached(state, days, due))
-        return state
+        state.milestone_reached_days = days
+        out.append(emit.milestone_reached(state.freeze(), days, due))
+        return
     before = state.stage
     if before is Stage.NEW:
         after = stage_by_inactivity(state, due, config)
@@ -152,6 +152,6 @@ def _fire(
         after = Stage.SILENT
     else:
         after = Stage.CHURNED
-    state = replace(state, stage=after, stage_since=due)
-    out.append(emit.stage_changed(state, before, _REASON_INTO[after], due))
-    return state
+    state.stage = after
+    state.stage_since = due
+    out.append(emit.stage_changed(state.freeze(), before, _REASON_INTO[after], due))
