@@ -1,0 +1,151 @@
+"""Claiming due actions with a lease, and what a sender needs to execute them."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from notifier.records import ActionRef
+from notifier.store import tables as t
+from shared.notifications import Coupon
+
+COUPON = "coupon"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed action. `attempt` (the claim's number) fences its result."""
+
+    action_id: int
+    ref: ActionRef
+    params: dict[str, Any]
+    in_holdout: bool
+    idempotency_key: str
+    attempt: int
+    lease_until: datetime  # wall time
+    transition_payload: bytes
+    coupon: Coupon | None  # issued by an earlier action of the same rule
+    suppressed_channels: frozenset[str]
+
+
+async def claim_due(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    policy_now: datetime,
+    wall_now: datetime,
+    lease: timedelta,
+) -> list[Job]:
+    """Lease up to `limit` due actions and load their context, in the caller's transaction.
+
+    An action waits while an earlier coupon action of its rule is pending, so the
+    message carries the coupon. SKIP LOCKED lets replicas claim side by side.
+    Killed after the commit: the leased actions are claimed again once the lease
+    lapses, with the same idempotency key.
+    """
+    a = t.actions
+    earlier = t.actions.alias("earlier")
+    coupon_pending = (
+        select(literal(1))
+        .where(
+            earlier.c.transition_id == a.c.transition_id,
+            earlier.c.rule == a.c.rule,
+            earlier.c.position < a.c.position,
+            earlier.c.channel == COUPON,
+            earlier.c.status == t.PENDING,
+        )
+        .exists()
+    )
+    due = (
+        select(a.c.id)
+        .where(
+            a.c.status == t.PENDING,
+            a.c.due_at <= policy_now,
+            a.c.not_before <= wall_now,
+            ~coupon_pending,
+        )
+        .order_by(a.c.due_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=a)
+    )
+    lease_until = wall_now + lease
+    claimed = await conn.execute(
+        update(a)
+        .where(a.c.id.in_(due.scalar_subquery()))
+        .values(not_before=lease_until, attempts=a.c.attempts + 1)
+        .returning(
+            a.c.id,
+            a.c.transition_id,
+            a.c.ledger_key,
+            a.c.user_id,
+            a.c.rule,
+            a.c.action,
+            a.c.channel,
+            a.c.params,
+            a.c.in_holdout,
+            a.c.idempotency_key,
+            a.c.attempts,
+        )
+    )
+    rows = claimed.all()
+    if not rows:
+        return []
+    payloads = await _payloads(conn, {row.transition_id for row in rows})
+    coupons = await _coupons(conn, {row.transition_id for row in rows})
+    suppressed = await _suppressions(conn, {row.user_id for row in rows})
+    return [
+        Job(
+            action_id=row.id,
+            ref=ActionRef(
+                transition_id=row.transition_id,
+                ledger_key=row.ledger_key,
+                user_id=row.user_id,
+                rule=row.rule,
+                action=row.action,
+                channel=row.channel,
+            ),
+            params=row.params,
+            in_holdout=row.in_holdout,
+            idempotency_key=row.idempotency_key,
+            attempt=row.attempts,
+            lease_until=lease_until,
+            transition_payload=payloads[row.transition_id],
+            coupon=coupons.get((row.transition_id, row.rule)),
+            suppressed_channels=frozenset(suppressed.get(row.user_id, ())),
+        )
+        for row in rows
+    ]
+
+
+async def _payloads(conn: AsyncConnection, ids: set[str]) -> dict[str, bytes]:
+    query = select(t.transitions.c.id, t.transitions.c.payload).where(t.transitions.c.id.in_(ids))
+    return {row.id: bytes(row.payload) for row in await conn.execute(query)}
+
+
+async def _coupons(conn: AsyncConnection, ids: set[str]) -> dict[tuple[str, str], Coupon]:
+    c = t.coupons.c
+    query = select(c.transition_id, c.rule, c.code, c.amount, c.currency, c.expires_at).where(
+        c.transition_id.in_(ids)
+    )
+    return {
+        (row.transition_id, row.rule): Coupon(
+            code=row.code,
+            amount=float(row.amount),
+            currency=row.currency,
+            expires_at=row.expires_at,
+        )
+        for row in await conn.execute(query)
+    }
+
+
+async def _suppressions(conn: AsyncConnection, users: set[str]) -> dict[str, set[str]]:
+    s = t.suppressions.c
+    found: dict[str, set[str]] = defaultdict(set)
+    for row in await conn.execute(select(s.user_id, s.channel).where(s.user_id.in_(users))):
+        found[row.user_id].add(row.channel)
+    return found

@@ -1,0 +1,166 @@
+"""Executing planned actions from the ledger with a fixed pool of senders.
+
+  claimer  --(claimed jobs, never more than `concurrency` in flight)-->  senders
+  senders  --(results, bounded queue)-->  writer: one transaction per flush
+
+Nothing is held only in memory: a job is a leased row, a result is re-done
+(same idempotency key) if the process dies before the writer commits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.claims import Job, claim_due
+from notifier.metrics import NotifierMetrics
+from notifier.results import Result, Verdict, write_results
+from notifier.send import Sender
+from notifier.store import tables as t
+from shared.clock import Clock
+
+log = logging.getLogger(__name__)
+
+_FLUSH_MAX_RESULTS = 256
+_FLUSH_LINGER_S = 0.005  # let concurrent senders share one commit
+_GAUGE_INTERVAL_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorConfig:
+    concurrency: int
+    lease: timedelta
+    poll_interval_s: float
+
+
+class Executor:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        sender: Sender,
+        clock: Clock,
+        config: ExecutorConfig,
+        metrics: NotifierMetrics,
+        on_recorded: Callable[[], None],
+    ) -> None:
+        self._engine = engine
+        self._sender = sender
+        self._clock = clock
+        self._config = config
+        self._metrics = metrics
+        self._on_recorded = on_recorded
+        self._jobs: asyncio.Queue[Job] = asyncio.Queue()
+        self._results: asyncio.Queue[Result] = asyncio.Queue(maxsize=config.concurrency * 2)
+        self._in_flight = 0
+        self._wake = asyncio.Event()
+        self._slot_free = asyncio.Event()
+
+    def wake(self) -> None:
+        """New actions were planned (or unblocked): look for due work now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._claim_loop(), name="notifier-claimer")
+            group.create_task(self._write_loop(), name="notifier-writer")
+            group.create_task(self._gauge_loop(), name="notifier-gauges")
+            for number in range(self._config.concurrency):
+                group.create_task(self._send_loop(), name=f"notifier-sender-{number}")
+
+    async def _claim_loop(self) -> None:
+        while True:
+            free = self._config.concurrency - self._in_flight
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            self._wake.clear()
+            async with self._engine.begin() as conn:
+                jobs = await claim_due(
+                    conn,
+                    limit=free,
+                    policy_now=self._clock.now(),
+                    wall_now=datetime.now(UTC),
+                    lease=self._config.lease,
+                )
+            # Killed here: the claimed rows are leased; after the lease they are claimed again.
+            if not jobs:
+                await _wait(self._wake, self._config.poll_interval_s)
+                continue
+            self._in_flight += len(jobs)
+            for job in jobs:
+                self._jobs.put_nowait(job)
+
+    async def _send_loop(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                result = await self._sender.execute(job)
+            finally:
+                self._in_flight -= 1
+                self._slot_free.set()
+            if result is not None:
+                await self._results.put(result)
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            deadline = time.monotonic() + _FLUSH_LINGER_S
+            while len(batch) < _FLUSH_MAX_RESULTS:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    batch.append(await asyncio.wait_for(self._results.get(), remaining))
+                except TimeoutError:
+                    break
+            async with self._engine.begin() as conn:
+                accepted = await write_results(conn, batch)
+            # Killed here: the results are committed; the relay publishes their outcomes.
+            self._count(accepted)
+            if len(accepted) < len(batch):
+                log.warning(
+                    "dropped results of stale claims (lease lapsed, action claimed again)",
+                    extra={"dropped": len(batch) - len(accepted)},
+                )
+            self._on_recorded()
+            if any(r.coupon is not None for r in accepted):
+                self.wake()  # messages waiting for these coupons may go now
+
+    def _count(self, accepted: list[Result]) -> None:
+        for result in accepted:
+            channel = result.job.ref.channel
+            self._metrics.actions.labels(channel, result.verdict.value).inc()
+            if result.coupon is not None:
+                self._metrics.coupons_issued.inc()
+            if result.verdict == Verdict.FAILED:
+                self._metrics.actions_dead_lettered.labels(channel).inc()
+
+    async def _gauge_loop(self) -> None:
+        a = t.actions.c
+        query = select(
+            func.count(),
+            # A retry is scheduled with the transient error as its reason.
+            func.count().filter(a.reason.is_not(None)),
+        ).where(a.status == t.PENDING)
+        while True:
+            async with self._engine.connect() as conn:
+                pending, retrying = (await conn.execute(query)).one()
+            self._metrics.pending_actions.set(pending)
+            self._metrics.pending_retries.set(retrying)
+            await asyncio.sleep(_GAUGE_INTERVAL_S)  # a gauge refresh period, not a sync
+
+
+async def _wait(event: asyncio.Event, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        return

@@ -1,0 +1,90 @@
+"""Outbox -> Kafka: outcomes to TOPIC_NOTIFICATIONS, given-up actions to its dead-letter topic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from notifier.metrics import NotifierMetrics
+from notifier.store import tables as t
+from shared.topics import Topics, dead_letter_topic
+
+BATCH_ROWS = 1000
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        producer: AIOKafkaProducer,
+        topics: Topics,
+        metrics: NotifierMetrics,
+        poll_interval_s: float,
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._topic_of = {
+            t.OUTCOME: topics.notifications,
+            t.DEAD_LETTER: dead_letter_topic(topics.notifications),
+        }
+        self._metrics = metrics
+        self._poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wake.clear()
+            published = await self.publish_once()
+            if published < BATCH_ROWS:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                except TimeoutError:
+                    await self._refresh_backlog()
+
+    async def publish_once(self) -> int:
+        """Publish the oldest records, wait for Kafka's acks, then delete them.
+
+        The rows stay locked (SKIP LOCKED for other replicas) while they are in
+        flight. Killed after the acks and before the delete commits: the rows are
+        published again with the same record ids, which readers de-duplicate.
+        """
+        o = t.outbox.c
+        async with self._engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    select(o.seq, o.kind, o.record_key, o.record_value, o.headers)
+                    .order_by(o.seq)
+                    .limit(BATCH_ROWS)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = [
+                await self._producer.send(
+                    self._topic_of[row.kind],
+                    bytes(row.record_value),
+                    key=bytes(row.record_key),
+                    headers=[(name, value.encode()) for name, value in row.headers or ()],
+                )
+                for row in rows
+            ]
+            for future in futures:
+                await future
+            await conn.execute(delete(t.outbox).where(o.seq.in_([row.seq for row in rows])))
+        for kind, count in Counter(row.kind for row in rows).items():
+            self._metrics.outbox_published.labels(kind).inc(count)
+        return len(rows)
+
+    async def _refresh_backlog(self) -> None:
+        async with self._engine.connect() as conn:
+            backlog = (await conn.execute(select(func.count()).select_from(t.outbox))).scalar_one()
+        self._metrics.outbox_backlog.set(backlog)

@@ -1,0 +1,1 @@
+"""The notifier's tables (all prefixed `notifier_`) and their migrations."""
