@@ -16,7 +16,15 @@ from typing import Any, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from notifier import templates
 from notifier.channels.params import CHANNEL_NAMES, PARAMS_BY_CHANNEL, ChannelName
@@ -40,13 +48,19 @@ class ActionSpec(_Frozen):
     channel: ChannelName
     params: dict[str, Any] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _params_fit_channel(self) -> Self:
-        model = PARAMS_BY_CHANNEL[self.channel]
-        # Store the validated form (defaults filled in) so channels and the ledger see it.
-        validated = model.model_validate(self.params).model_dump(mode="json")
-        object.__setattr__(self, "params", validated)
-        return self
+    @field_validator("params", mode="after")
+    @classmethod
+    def _params_fit_channel(cls, params: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        channel = info.data.get("channel")
+        if channel is None:
+            return params  # the channel itself is bad; that error is reported
+        try:
+            validated = PARAMS_BY_CHANNEL[channel].model_validate(params)
+        except ValidationError as exc:
+            problems = "; ".join(_describe(err, params) for err in exc.errors())
+            raise ValueError(f"bad {channel} params: {problems}") from None
+        # The validated form (defaults filled in) is what channels and the ledger see.
+        return validated.model_dump(mode="json")
 
 
 def _as_tuple(value: Any) -> Any:
@@ -103,11 +117,13 @@ def _among(value: object, allowed: tuple[object, ...] | None) -> bool:
 class Rule(_Frozen):
     name: str = Field(pattern=_NAME_PATTERN, max_length=60)
     match: Match
-    actions: tuple[ActionSpec, ...] = Field(min_length=1)
+    actions: tuple[ActionSpec, ...]
     holdout_share: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _unique_actions(self) -> Self:
+        if not self.actions:
+            raise ValueError("a rule needs at least one action")
         names = [action.name for action in self.actions]
         if duplicates := sorted({name for name in names if names.count(name) > 1}):
             raise ValueError(f"action names must be unique within a rule, repeated: {duplicates}")
@@ -202,8 +218,10 @@ def _describe(err: Any, raw: Mapping[str, Any]) -> str:
     node: Any = raw
     for part in err["loc"]:
         if isinstance(part, int):
+            if not isinstance(node, list):
+                continue  # a single value the model wrapped in a tuple: no index to show
             label = f"[{part}]"
-            node = node[part] if isinstance(node, list) and part < len(node) else None
+            node = node[part] if part < len(node) else None
             if isinstance(node, dict) and isinstance(node.get("name"), str):
                 label += f" ({node['name']})"
             parts.append(label)

@@ -53,8 +53,15 @@ class RenderedMessage:
     html: str | None = None
 
 
+def _defined(value: object) -> None:
+    """Filters see StrictUndefined as a value: raise its own error, naming the missing name."""
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
+
+
 def _date(value: object) -> str:
     """`{{ coupon.expires_at | date }}` → 2026-01-19."""
+    _defined(value)
     if isinstance(value, datetime | date):
         return value.strftime("%Y-%m-%d")
     raise TypeError(f"date filter expects a date or datetime, got {type(value).__name__}")
@@ -62,6 +69,7 @@ def _date(value: object) -> str:
 
 def _money(amount: object, currency: str = "") -> str:
     """`{{ coupon.amount | money(coupon.currency) }}` → 10 CNY (no needless decimals)."""
+    _defined(amount)
     if not isinstance(amount, int | float):
         raise TypeError(f"money filter expects a number, got {type(amount).__name__}")
     text = f"{amount:.2f}".removesuffix(".00")
