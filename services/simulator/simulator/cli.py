@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = Console(soft_wrap=True)  # long lines stay whole (paths, progress lines)
     try:
         settings = load_settings(SimulatorSettings)
     except LifecycleError as exc:

@@ -45,7 +45,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_import(args: argparse.Namespace, settings: SimulatorSettings, console: Console) -> int:
-    errors = Console(stderr=True)
+    errors = Console(stderr=True, soft_wrap=True)  # one line per bad row, never wrapped
     try:
         mapping = ColumnMapping.from_options(
             args.column, extra_as_properties=args.extra_as_properties, timezone=args.timezone
@@ -57,11 +57,14 @@ def run_import(args: argparse.Namespace, settings: SimulatorSettings, console: C
             raise InputError(f"--batch-size {args.batch_size}: must be at least 1")
         parsed = parse_file(args.file, mapping, file_format)
     except (ValueError, OSError) as exc:
-        errors.print(f"lifecycle import: {exc}", markup=False, highlight=False)
+        errors.print(f"lifecycle import: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 2
     for bad in parsed.bad:
         errors.print(
-            f"{args.file}:{bad.line}: skipped: {bad.reason}", markup=False, highlight=False
+            f"{args.file}:{bad.line}: skipped: {bad.reason}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
     write_key = args.write_key or (
         settings.lifecycle_write_key.get_secret_value() if settings.lifecycle_write_key else None
@@ -88,11 +91,14 @@ def run_import(args: argparse.Namespace, settings: SimulatorSettings, console: C
             )
         )
     except (CheckpointMismatchError, IngestError, IngestUnavailableError) as exc:
-        errors.print(f"lifecycle import: {exc}", markup=False, highlight=False)
+        errors.print(f"lifecycle import: {exc}", markup=False, highlight=False, soft_wrap=True)
         return 1
     for bad in summary.refused:
         errors.print(
-            f"{args.file}:{bad.line}: skipped: {bad.reason}", markup=False, highlight=False
+            f"{args.file}:{bad.line}: skipped: {bad.reason}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
     skipped = len(parsed.bad) + len(summary.refused)
     if summary.total and summary.sent == 0 and summary.resumed_from == summary.total:

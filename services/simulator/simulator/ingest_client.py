@@ -96,7 +96,7 @@ class IngestClient:
             else:
                 if response.status_code == 200:
                     return BatchResult(len(items), _item_errors(response))
-                if response.status_code == 400 and (errors := _item_errors(response)):
+                if response.status_code in (400, 413) and (errors := _item_errors(response)):
                     return BatchResult(len(items), errors)
                 if response.status_code not in RETRYABLE_STATUSES:
                     raise IngestError(

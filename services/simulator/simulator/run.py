@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"make run: {exc}\n")
         return 2
     args = parse_args(argv, settings)
-    return asyncio.run(_run(args, settings, Console()))
+    return asyncio.run(_run(args, settings, Console(soft_wrap=True)))
 
 
 async def _run(args: argparse.Namespace, settings: RunSettings, console: Console) -> int:
