@@ -122,6 +122,10 @@ class DevSink:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away (e.g. it timed out): nothing to answer
+        except asyncio.CancelledError:
+            # stop() cancels open connections; ending quietly here keeps asyncio's stream
+            # callback from logging the cancellation of a task nobody awaits.
+            return
         finally:
             self._connections.discard(task)
             writer.close()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 from pydantic import SecretStr
 
 from notifier.channels.base import ChannelResult, Delivery, PermanentChannelError
 from notifier.channels.http_provider import (
     HttpProvider,
+    PostClient,
     common_fields,
     render_for,
     trait,
@@ -30,7 +30,7 @@ class CallChannel:
         timeout_s: float,
         api_key: SecretStr | None = None,
         templates_dir: Path | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: PostClient | None = None,
         clock: Clock | None = None,
     ) -> None:
         self._provider = HttpProvider(url=url, timeout_s=timeout_s, api_key=api_key, client=client)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import httpx
 from pydantic import SecretStr
 
 from notifier.channels.base import ChannelResult, Delivery, PermanentChannelError
 from notifier.channels.http_provider import (
     HttpProvider,
+    PostClient,
     common_fields,
     render_for,
     trait,
@@ -40,7 +40,7 @@ class SmsChannel:
         timeout_s: float,
         api_key: SecretStr | None = None,
         templates_dir: Path | None = None,
-        client: httpx.AsyncClient | None = None,
+        client: PostClient | None = None,
     ) -> None:
         self._provider = HttpProvider(url=url, timeout_s=timeout_s, api_key=api_key, client=client)
         self._templates_dir = templates_dir

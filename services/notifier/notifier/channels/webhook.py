@@ -11,12 +11,11 @@ import hashlib
 import hmac
 from datetime import datetime
 
-import httpx
 import orjson
 from pydantic import SecretStr
 
 from notifier.channels.base import ChannelResult, Delivery, PermanentChannelError
-from notifier.channels.http_provider import HttpProvider, common_fields
+from notifier.channels.http_provider import HttpProvider, PostClient, common_fields
 from notifier.channels.params import WebhookParams
 from shared.clock import Clock, SystemClock
 
@@ -54,7 +53,7 @@ class WebhookChannel:
         url: str,
         secret: SecretStr,
         timeout_s: float,
-        client: httpx.AsyncClient | None = None,
+        client: PostClient | None = None,
         clock: Clock | None = None,
     ) -> None:
         if not secret.get_secret_value():
