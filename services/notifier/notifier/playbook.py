@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from notifier import templates
-from notifier.channels.params import CHANNEL_NAMES, PARAMS_BY_CHANNEL, ChannelName
+from notifier.channels.params import PARAMS_BY_CHANNEL, ChannelName
 from shared.errors import LifecycleError
 from shared.transitions import PurchaseLevel, Stage, Transition, TransitionData, TransitionKind
 
@@ -313,22 +313,3 @@ def quiet_hours_release(
     release = datetime.combine(release_day, quiet.end, tzinfo=zone).astimezone(now.tzinfo)
     # A DST jump can put the wall-clock end before `now`; never release into the past.
     return max(release, now).astimezone(ZoneInfo("UTC"))
-
-
-__all__ = [
-    "CHANNEL_NAMES",
-    "ActionSpec",
-    "CapsConfig",
-    "Match",
-    "PlannedAction",
-    "Playbook",
-    "PlaybookError",
-    "QuietHours",
-    "Rule",
-    "caps_allow",
-    "in_holdout",
-    "load_playbook",
-    "parse_playbook",
-    "plan",
-    "quiet_hours_release",
-]
