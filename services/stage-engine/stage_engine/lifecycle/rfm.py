@@ -104,23 +104,32 @@ class _Purchaser(Protocol):
 
 
 class _Sample:
-    """A deterministic, bounded systematic sample: keep every `stride`-th value."""
+    """A deterministic, bounded sample: keep a value when a hash of its position is low.
+
+    The hash (Knuth's multiplicative one) spreads positions evenly, so a
+    population listed in some periodic order is not aliased the way keeping
+    every k-th value would be. When full, the threshold halves.
+    """
+
+    _SPACE = 1 << 32
 
     def __init__(self) -> None:
-        self.values: list[float] = []
-        self.stride = 1
+        self.kept: list[tuple[int, float]] = []
+        self.threshold = self._SPACE
         self.seen = 0
 
     def add(self, value: float) -> None:
-        if self.seen % self.stride == 0:
-            self.values.append(value)
-            if len(self.values) >= MAX_SAMPLE_SIZE:
-                self.values = self.values[::2]
-                self.stride *= 2
+        position_hash = (self.seen * 2_654_435_761) % self._SPACE
         self.seen += 1
+        if position_hash >= self.threshold:
+            return
+        self.kept.append((position_hash, value))
+        if len(self.kept) >= MAX_SAMPLE_SIZE:
+            self.threshold //= 2
+            self.kept = [(h, v) for h, v in self.kept if h < self.threshold]
 
     def quintile_edges(self) -> tuple[float, float, float, float]:
-        ordered = sorted(self.values)
+        ordered = sorted(value for _, value in self.kept)
         last = len(ordered) - 1
         q1, q2, q3, q4 = (ordered[round(last * share)] for share in (0.2, 0.4, 0.6, 0.8))
         return (q1, q2, q3, q4)

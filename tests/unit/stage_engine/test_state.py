@@ -1,0 +1,64 @@
+"""UserState's stored form: JSON-safe, versioned, and refused clearly when unreadable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from typing import Any
+
+import pytest
+from stage_engine.lifecycle import LifecycleConfig, UserState
+from stage_engine.lifecycle.state import Draft, StateFormatError
+
+from tests.unit.stage_engine.builders import DAY, T0, event, order, page, run_events, track
+
+
+def _rich_state() -> UserState:
+    state, _ = run_events(
+        [
+            page(T0),
+            event("identify", T0, traits={"email": "b@example.com", "sms_opt_out": True}),
+            order(30.0, T0 + DAY),
+            track("Complaint Filed", T0 + 2 * DAY),
+        ],
+        LifecycleConfig(),
+    )
+    assert state is not None
+    return state
+
+
+def test_the_dict_is_plain_json_and_reads_back_equal() -> None:
+    state = _rich_state()
+    text = json.dumps(state.to_dict())
+    back = UserState.from_dict(json.loads(text))
+    assert back == state
+    assert back.risk_flags == ("negative_feedback",)
+    assert back.traits == {"email": "b@example.com", "sms_opt_out": True}
+
+
+def test_draft_and_state_have_the_same_fields_in_the_same_order() -> None:
+    assert [f.name for f in fields(Draft)] == [f.name for f in fields(UserState)]
+    state = _rich_state()
+    assert state.thaw().freeze() == state
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"v": 99}, "'v'=99: expected 1"),
+        ({"stage": "asleep"}, "'asleep' is not a valid Stage"),
+        ({"stage_since": "2026-03-02T09:00:00"}, "has no UTC offset"),
+        ({"stage_since": "2026-03-02T09:00:00+08:00"}, "is not in UTC"),
+    ],
+)
+def test_an_unreadable_state_names_what_is_wrong(change: dict[str, Any], message: str) -> None:
+    data = {**_rich_state().to_dict(), **change}
+    with pytest.raises(StateFormatError, match=message):
+        UserState.from_dict(data)
+
+
+def test_a_missing_field_is_named() -> None:
+    data = _rich_state().to_dict()
+    del data["orders"]
+    with pytest.raises(StateFormatError, match="'orders' is missing"):
+        UserState.from_dict(data)
