@@ -101,6 +101,11 @@ class DevSmtp:
                 found.append(parsed)
         return found
 
+    def message_ids(self) -> list[str]:
+        """The Message-ID of each stored message: a repeated id is a re-sent message that a
+        provider keyed on Message-ID would have dropped."""
+        return [str(message["Message-ID"]).strip() for message in self.messages()]
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

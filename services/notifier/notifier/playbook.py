@@ -292,6 +292,8 @@ def quiet_hours_release(
     An unknown user time zone falls back to the playbook's default zone rather than
     losing the message.
     """
+    if now.tzinfo is None:
+        raise ValueError(f"quiet_hours_release needs an aware `now`, got {now!r}")
     if channel not in quiet.channels or quiet.start == quiet.end:
         return None
     try:
