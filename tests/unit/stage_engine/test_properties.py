@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stage_engine.lifecycle import LifecycleConfig, UserState, advance, expire
+from stage_engine.lifecycle import LifecycleConfig, UserState, advance, expire, merge_anonymous
 
 from shared.events import Event
 from shared.transitions import Stage, Transition, TransitionKind
@@ -74,9 +74,12 @@ _STEPS = st.tuples(
 
 
 @st.composite
-def journeys(draw: st.DrawFn) -> Journey:
-    config = draw(configs())
-    anonymous = draw(st.booleans())
+def journeys(
+    draw: st.DrawFn, anonymous: bool | None = None, config: LifecycleConfig | None = None
+) -> Journey:
+    """One profile key's events; `anonymous` and `config` drawn unless given."""
+    config = config or draw(configs())
+    anonymous = draw(st.booleans()) if anonymous is None else anonymous
     moment = T0
     events: list[Event] = []
     probes: list[tuple[float, ...]] = []
@@ -250,3 +253,51 @@ def test_state_round_trips_through_dict_and_json_and_stays_bounded(journey: Jour
         assert len(state.activity_counts) <= 2 * config.activity_window_days
         assert state.milestone_reached_days in (0, *config.milestone_days)
         assert set(state.risk_flags) <= {"activity_drop", "order_value_drop", "negative_feedback"}
+
+
+@st.composite
+def merges(draw: st.DrawFn) -> tuple[Journey, Journey, int]:
+    """A user's journey and an anonymous one (same config), merged after event `at_index`."""
+    user = draw(journeys(anonymous=False))
+    anonymous = draw(journeys(anonymous=True, config=user.config))
+    return user, anonymous, draw(st.integers(0, len(user.events) - 1))
+
+
+@BOUNDED
+@given(merges())
+def test_a_merge_keeps_the_users_stage_chain_and_adds_up_the_counters(
+    case: tuple[Journey, Journey, int],
+) -> None:
+    user_journey, anonymous_journey, at_index = case
+    config = user_journey.config
+    anonymous, _ = in_event_time(anonymous_journey)
+    state: UserState | None = None
+    changes: list[Transition] = []
+    for index, each in enumerate(user_journey.events):
+        state, transitions = advance(state, each, config)
+        changes.extend(_stage_changes(list(transitions)))
+        if index == at_index:
+            state, transitions = merge_anonymous(state, anonymous, "u-1", config)
+            changes.extend(_stage_changes(list(transitions)))
+            assert all(t.subject == "u-1" for t in transitions)
+    assert state is not None
+    state, transitions = expire(state, max(user_journey.end, anonymous_journey.end), config)
+    changes.extend(_stage_changes(list(transitions)))
+    previous: Stage | None = None
+    for change in changes:
+        assert change.data.from_stage == previous
+        previous = change.data.to_stage
+    assert state.stage == previous
+    user_orders = sum(e.event == "Order Completed" for e in user_journey.events)
+    assert state.orders == user_orders + anonymous.orders
+    assert (state.user_id, state.is_anonymous) == ("u-1", False)
+    assert state.first_seen_at == min(user_journey.events[0].timestamp, anonymous.first_seen_at)
+
+
+@BOUNDED
+@given(journeys())
+def test_expire_twice_at_the_same_moment_fires_nothing_more(journey: Journey) -> None:
+    state, _ = in_event_time(journey)
+    again = expire(state, journey.end, journey.config)
+    assert again.transitions == ()
+    assert again.state == state
