@@ -19,7 +19,11 @@ from shared.events import EventType
 # Same bounds as the shared Event's ids, so a valid call always makes a valid Event.
 Id = Annotated[str, Field(min_length=1, max_length=200)]
 Name = Annotated[str, Field(min_length=1, max_length=500)]
-JsonObject = dict[str, Any]
+# Any JSON object; numbers must fit in 64 bits, as the Kafka record is encoded with orjson.
+JsonObject = Annotated[
+    dict[str, Any],
+    Field(description="a JSON object; integers anywhere inside must fit in 64 bits"),
+]
 
 _ID_REQUIRED_SCHEMA: JsonDict = {
     "anyOf": [
