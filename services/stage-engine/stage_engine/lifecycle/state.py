@@ -5,15 +5,18 @@ column). The rules work on a mutable Draft of it (`thaw()` / `freeze()`):
 advance() runs ~20k times a second, and one copy in and one out is far
 cheaper than a dataclasses.replace() per rule.
 
-Every datetime is UTC and is written in ISO 8601; the dict carries a format
-version `v` so a later layout can still read this one.
+Every datetime is UTC. to_dict() leaves datetimes as datetime objects: orjson
+writes them as RFC 3339 text several times faster than isoformat() would, and
+from_dict() reads either form back. The dict carries a format version `v` so a
+later layout can still read this one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from shared.transitions import PurchaseLevel, Stage
 from stage_engine.lifecycle.rfm import RfmScore
@@ -25,6 +28,7 @@ TraitValue = str | int | float | bool | None
 # ordinal): at most 2 x activity_window_days counts, so the state stays bounded.
 ActivityCounts = tuple[int, ...]
 _ZERO = timedelta(0)
+EnumT = TypeVar("EnumT", bound=Enum)
 
 
 class StateFormatError(ValueError):
@@ -92,33 +96,33 @@ class UserState:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (str, int, float, bool, None, lists, dicts), stable field order."""
+        """An orjson-serialisable dict (datetimes stay datetime objects), stable field order."""
         rfm = self.rfm
         return {
             "v": FORMAT_VERSION,
             "user_id": self.user_id,
             "is_anonymous": self.is_anonymous,
             "stage": self.stage.value,
-            "stage_since": self.stage_since.isoformat(),
-            "next_due_at": _iso(self.next_due_at),
-            "last_event_at": self.last_event_at.isoformat(),
-            "first_seen_at": self.first_seen_at.isoformat(),
-            "signed_up_at": _iso(self.signed_up_at),
-            "last_active_at": _iso(self.last_active_at),
+            "stage_since": self.stage_since,
+            "next_due_at": self.next_due_at,
+            "last_event_at": self.last_event_at,
+            "first_seen_at": self.first_seen_at,
+            "signed_up_at": self.signed_up_at,
+            "last_active_at": self.last_active_at,
             "orders": self.orders,
             "revenue": self.revenue,
-            "first_order_at": _iso(self.first_order_at),
-            "last_order_at": _iso(self.last_order_at),
+            "first_order_at": self.first_order_at,
+            "last_order_at": self.last_order_at,
             "last_order_value": self.last_order_value,
             "purchase_level": self.purchase_level.value,
             "rfm": None if rfm is None else list(rfm),
             "risk_flags": list(self.risk_flags),
-            "last_negative_feedback_at": _iso(self.last_negative_feedback_at),
+            "last_negative_feedback_at": self.last_negative_feedback_at,
             "milestone_reached_days": self.milestone_reached_days,
             # [first day ordinal, count, count, ...]: compact and quick to build.
             "activity": [self.activity_first_day, *self.activity_counts],
             "traits": dict(self.traits),
-            "traits_at": _iso(self.traits_at),
+            "traits_at": self.traits_at,
         }
 
     @classmethod
@@ -133,7 +137,7 @@ class UserState:
             return cls(
                 data["user_id"],
                 data["is_anonymous"],
-                Stage(data["stage"]),
+                _member(_STAGES, "stage", data["stage"]),
                 _from_iso(data["stage_since"]),
                 _opt_from_iso(data["next_due_at"]),
                 _from_iso(data["last_event_at"]),
@@ -145,7 +149,7 @@ class UserState:
                 _opt_from_iso(data["first_order_at"]),
                 _opt_from_iso(data["last_order_at"]),
                 float(data["last_order_value"]),
-                PurchaseLevel(data["purchase_level"]),
+                _member(_LEVELS, "purchase_level", data["purchase_level"]),
                 None if rfm is None else RfmScore(*rfm),
                 tuple(data["risk_flags"]),
                 _opt_from_iso(data["last_negative_feedback_at"]),
@@ -222,19 +226,30 @@ class Draft:
         )
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+_STAGES = {stage.value: stage for stage in Stage}
+_LEVELS = {level.value: level for level in PurchaseLevel}
 
 
-def _from_iso(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+def _member(members: dict[str, EnumT], field: str, value: str) -> EnumT:
+    """A dict lookup: several times cheaper than calling the enum class."""
+    found = members.get(value)
+    if found is None:
+        raise ValueError(f"field {field!r}={value!r} is not one of {sorted(members)}")
+    return found
+
+
+def _from_iso(value: str | datetime) -> datetime:
+    """A UTC datetime from ISO 8601 text (stored form) or a datetime (to_dict form)."""
+    if isinstance(value, str) and value.endswith("+00:00"):
+        return datetime.fromisoformat(value)  # the stored form: the fast path
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     offset = moment.utcoffset()
     if offset is None:
-        raise ValueError(f"datetime {text!r} has no UTC offset")
+        raise ValueError(f"datetime {value!r} has no UTC offset")
     if offset != _ZERO:
-        raise ValueError(f"datetime {text!r} is not in UTC")
+        raise ValueError(f"datetime {value!r} is not in UTC")
     return moment
 
 
-def _opt_from_iso(text: str | None) -> datetime | None:
-    return None if text is None else _from_iso(text)
+def _opt_from_iso(value: str | datetime | None) -> datetime | None:
+    return None if value is None else _from_iso(value)
