@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
+from shared.errors import LifecycleError
 from shared.transitions import PurchaseLevel, Stage
 from stage_engine.lifecycle.rfm import RfmScore
 
@@ -31,7 +32,7 @@ _ZERO = timedelta(0)
 EnumT = TypeVar("EnumT", bound=Enum)
 
 
-class StateFormatError(ValueError):
+class StateFormatError(LifecycleError, ValueError):
     """A stored state dict that this version cannot read; names the bad field."""
 
 
