@@ -156,9 +156,12 @@ async def _start(
         )
     if "kafka_bootstrap_servers" in settings.model_fields_set:
         broker = Broker(settings.kafka_bootstrap_servers, started_here=False)
+        console.print(f"using Kafka at {broker.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)")
     else:
-        console.print("starting the local Kafka (deploy/local/kafka.sh start)…")
+        console.print("local Kafka: deploy/local/kafka.sh (the first start fetches its jars)…")
         broker = await ensure_local_kafka(ROOT)
+        how = "started; stopped again at the end" if broker.started_here else "already running"
+        console.print(f"local Kafka at {broker.bootstrap_servers} ({how})")
     topics = Topics.from_settings(settings)
     if args.fresh:
         console.print(f"--fresh: wiping {paths.state_dir} and the topics {', '.join(topics.all())}")

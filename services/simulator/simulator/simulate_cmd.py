@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,23 @@ def options_from(args: argparse.Namespace) -> SimulateOptions:
     )
 
 
+class HeadlessLines:
+    """Progress lines for logs: one when the figures change, else one every `quiet_s`."""
+
+    def __init__(self, console: Console, *, quiet_s: float = 10.0) -> None:
+        self._console = console
+        self._quiet_s = quiet_s
+        self._last = ""
+        self._last_at = 0.0
+
+    def __call__(self, stats: LiveStats) -> None:
+        line = progress_line(stats)
+        now = time.monotonic()
+        if line != self._last or now - self._last_at >= self._quiet_s:
+            self._console.print(line, markup=False, highlight=False)
+            self._last, self._last_at = line, now
+
+
 async def run_simulation(
     options: SimulateOptions, settings: SimulatorSettings, *, write_key: str, console: Console
 ) -> LiveStats:
@@ -96,10 +114,10 @@ async def run_simulation(
         stats=stats,
         pacing=Pacing(seconds_per_day=options.seconds_per_day),
     )
-    await watch.start()
     try:
+        await watch.start()
         if options.headless:
-            await simulation.run(lambda current: console.print(progress_line(current)))
+            await simulation.run(HeadlessLines(console))
         else:
             with Live(live_view(stats), console=console, refresh_per_second=4) as live:
                 await simulation.run(lambda current: live.update(live_view(current)))

@@ -54,14 +54,24 @@ def recall_rows(report: dict[str, Any]) -> list[RecallRow]:
 
 
 def recall_total(rows: list[RecallRow]) -> RecallRow:
-    """All rules and channels together (a user counts once per rule and channel)."""
+    """All rules together, each rule counted once.
+
+    The rows of one rule's channels describe the same audience, so summing them
+    would count a user once per channel; each rule's largest row stands for it.
+    """
+    per_rule: dict[str, RecallRow] = {}
+    for row in rows:
+        kept = per_rule.get(row.rule)
+        if kept is None or row.treated + row.held_out > kept.treated + kept.held_out:
+            per_rule[row.rule] = row
+    chosen = per_rule.values()
     return RecallRow(
-        rule="all",
-        channel="all",
-        treated=sum(row.treated for row in rows),
-        held_out=sum(row.held_out for row in rows),
-        treated_reactivated=sum(row.treated_reactivated for row in rows),
-        held_out_reactivated=sum(row.held_out_reactivated for row in rows),
+        rule="all rules",
+        channel="",
+        treated=sum(row.treated for row in chosen),
+        held_out=sum(row.held_out for row in chosen),
+        treated_reactivated=sum(row.treated_reactivated for row in chosen),
+        held_out_reactivated=sum(row.held_out_reactivated for row in chosen),
     )
 
 

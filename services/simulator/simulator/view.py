@@ -79,14 +79,14 @@ def recall_table(rows: Sequence[RecallRow], *, limit: int = 6) -> Table:
 
 def header(stats: LiveStats, *, note: str | None = None) -> Panel:
     done = "finished" if stats.finished else "running"
-    text = (
-        f"simulated day {stats.sim_day:5.1f} / {stats.days}  ({done})   "
-        f"calls sent {stats.calls_sent}   rejected {stats.calls_rejected}   "
-        f"answers to messages {stats.answers_planned}"
-    )
+    lines = [
+        f"simulated day {stats.sim_day:5.1f} / {stats.days}  ({done})",
+        f"calls sent {stats.calls_sent}  rejected {stats.calls_rejected}  "
+        f"answers to messages {stats.answers_planned}",
+    ]
     if note:
-        text += f"\n{note}"
-    return Panel(text, title="lifecycle simulate")
+        lines.append(note)
+    return Panel("\n".join(lines), title="lifecycle simulate")
 
 
 def live_view(stats: LiveStats, *, note: str | None = None) -> RenderableType:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections import deque
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.codec import decode
-from shared.errors import DecodeError
+from shared.errors import DecodeError, LifecycleError
 from shared.kafka.consumer import make_consumer
 from shared.notifications import NotificationOutcome, OutcomeResult
 from shared.topics import Topics
@@ -22,8 +23,29 @@ from simulator.model import RESPONSE_CHANCE, Notice
 from simulator.stats import LiveStats
 
 
+class MissingTopicError(LifecycleError):
+    """A topic the simulator watches does not exist."""
+
+
+async def _partitions_of(bootstrap_servers: str, names: list[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lifecycle-sim")
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    partitions: list[TopicPartition] = []
+    for topic in described:
+        numbers = sorted(p["partition"] for p in topic.get("partitions") or [])
+        if topic.get("error_code") or not numbers:
+            raise MissingTopicError(f"topic {topic.get('topic')!r} does not exist on the broker")
+        partitions.extend(TopicPartition(topic["topic"], number) for number in numbers)
+    return partitions
+
+
 class TopicWatch:
     def __init__(self, bootstrap_servers: str, topics: Topics, stats: LiveStats) -> None:
+        self._bootstrap_servers = bootstrap_servers
         self._topics = topics
         self._stats = stats
         self._consumer: AIOKafkaConsumer = make_consumer(
@@ -33,14 +55,9 @@ class TopicWatch:
 
     async def start(self) -> None:
         """Assign every partition of both topics and pin the current end before any call is sent."""
+        names = [self._topics.transitions, self._topics.notifications]
+        partitions = await _partitions_of(self._bootstrap_servers, names)
         await self._consumer.start()
-        await self._consumer.topics()  # fetches the metadata the partition lists come from
-        partitions: list[TopicPartition] = []
-        for topic in (self._topics.transitions, self._topics.notifications):
-            numbers = self._consumer.partitions_for_topic(topic)
-            if not numbers:
-                raise RuntimeError(f"topic {topic!r} does not exist on the broker")
-            partitions.extend(TopicPartition(topic, number) for number in sorted(numbers))
         self._consumer.assign(partitions)
         await self._consumer.seek_to_end(*partitions)
         for partition in partitions:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -53,14 +54,7 @@ async def running_ingest(
         "HTTP_HOST": "127.0.0.1",
     }
     log = (tmp_path / "ingest.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ingest"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        process_group=0,
-    )
+    process = spawn([sys.executable, "-m", "ingest"], env=env, output=log)
     url = f"http://127.0.0.1:{port}"
     try:
         await eventually(
@@ -70,6 +64,15 @@ async def running_ingest(
     finally:
         kill_group(process)
         log.close()
+
+
+def spawn(
+    argv: list[str], *, env: Mapping[str, str], output: IO[bytes] | int
+) -> subprocess.Popen[bytes]:
+    """A child in a process group of its own, so the test can signal or kill all of it."""
+    return subprocess.Popen(
+        argv, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, process_group=0
+    )
 
 
 def lifecycle_command(*args: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:

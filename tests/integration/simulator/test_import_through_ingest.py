@@ -16,12 +16,12 @@ from pathlib import Path
 
 import orjson
 from aiokafka import TopicPartition
+from simulator.importer.checkpoint import checkpoint_path, load_checkpoint
 
 from shared.codec import decode
 from shared.events import Event
 from shared.kafka.consumer import make_consumer
 from shared.topics import Topics
-from simulator.importer.checkpoint import checkpoint_path, load_checkpoint
 from tests.integration.simulator.processes import finished, lifecycle_command, running_ingest
 from tests.waiting import eventually
 

@@ -49,6 +49,14 @@ def stats_with_data() -> LiveStats:
                     "held_out_reactivated": 1,
                 },
                 {
+                    "rule": "silent_wakeup",
+                    "channel": "email",
+                    "treated": 40,
+                    "held_out": 5,
+                    "treated_reactivated": 20,
+                    "held_out_reactivated": 1,
+                },
+                {
                     "rule": "churned_winback",
                     "channel": "call",
                     "treated": 10,
@@ -71,7 +79,7 @@ def test_stage_changes_are_counted_per_simulated_day_and_reactivations_apart() -
     assert stats.actions == {"coupon": {"sent": 1, "skipped": 1}}
 
 
-def test_recall_adds_up_over_rules_and_channels() -> None:
+def test_recall_adds_up_over_rules_counting_each_rule_once() -> None:
     total = recall_total(stats_with_data().recall)
     assert (total.treated, total.held_out) == (50, 5)
     assert total.treated_rate == 22 / 50
