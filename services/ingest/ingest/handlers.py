@@ -220,8 +220,7 @@ class Ingest:
             self._metrics.events_rejected.labels(reason.value).inc(events)
 
     def _observe(self, route: str, status: int, started_s: float) -> None:
-        self._metrics.requests.labels(route, str(status)).inc()
-        self._metrics.request_seconds.labels(route).observe(time.perf_counter() - started_s)
+        self._metrics.observe_request(route, status, time.perf_counter() - started_s)
 
 
 def _encoded(event: Event) -> bytes:

@@ -77,8 +77,20 @@ class IngestMetrics:
             "events handed to the producer and not yet acknowledged or failed",
             registry=registry,
         )
+        self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
         self.broker_connected = Gauge(
             "ingest_broker_connected",
             "1 when the producer is started and can take events",
             registry=registry,
         )
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        children = self._request_children.get((route, status))
+        if children is None:  # labels() takes a lock and builds a key: once per pair
+            children = self._request_children[(route, status)] = (
+                self.requests.labels(route, str(status)),
+                self.request_seconds.labels(route),
+            )
+        count, latency = children
+        count.inc()
+        latency.observe(seconds)

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from ingest.models import AliasCall, AnyCall
+from ingest.models import AnyCall
 from shared.events import Event, EventType
 
 
@@ -41,31 +41,41 @@ class Envelope:
     context: dict[str, Any] | None = None
 
 
+# The fields each call type carries beyond the common ones (Event's names).
+_OWN_FIELDS: dict[EventType, tuple[str, ...]] = {
+    "track": ("event", "properties"),
+    "identify": ("traits",),
+    "page": ("name", "category", "properties"),
+    "screen": ("name", "category", "properties"),
+    "group": ("group_id", "traits"),
+    "alias": ("previous_id",),
+}
+_NEEDS_ID: frozenset[EventType] = frozenset(("track", "identify", "page", "screen", "group"))
+
+
 def to_event(call: AnyCall, call_type: EventType, envelope: Envelope) -> Event:
-    if not isinstance(call, AliasCall) and call.user_id is None and call.anonymous_id is None:
+    # A model's __dict__ holds its field values: plain dict reads, no attribute misses.
+    given: dict[str, Any] = call.__dict__
+    user_id, anonymous_id = given["user_id"], given["anonymous_id"]
+    if user_id is None and anonymous_id is None and call_type in _NEEDS_ID:
         raise InvalidCallError("userId", f"{call_type} needs userId or anonymousId")
-    client_time = _aware(call.timestamp or call.original_timestamp)
-    sent_at = _aware(call.sent_at or envelope.sent_at)
+    client_time = _aware(given["timestamp"] or given["original_timestamp"])
+    sent_at = _aware(given["sent_at"] or envelope.sent_at)
     fields: dict[str, Any] = {
-        "message_id": call.message_id or str(uuid.uuid4()),
+        "message_id": given["message_id"] or str(uuid.uuid4()),
         "type": call_type,
-        "user_id": call.user_id,
-        "anonymous_id": call.anonymous_id,
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
         "timestamp": event_time(client_time, sent_at, envelope.received_at),
         "received_at": envelope.received_at,
         "sent_at": sent_at,
         "original_timestamp": client_time,
-        "context": _merged(envelope.context, call.context),
+        "context": _merged(envelope.context, given["context"]),
         "source": envelope.source,
     }
-    # The type-specific fields; getattr because each call type has only some of them.
-    for name in ("event", "name", "category", "previous_id", "group_id"):
-        value = getattr(call, name, None)
+    for name in _OWN_FIELDS[call_type]:
+        value = given[name]
         if value is not None:
-            fields[name] = value
-    for name in ("properties", "traits"):
-        value = getattr(call, name, None)
-        if value:
             fields[name] = value
     try:
         return Event(**fields)

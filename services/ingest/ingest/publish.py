@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from ingest.broker import BrokerLink
@@ -91,45 +90,28 @@ class Publisher:
         futures: list[asyncio.Future[object]] = []
         try:
             try:
-                pending = await self._send_all(producer, records, futures)
+                # One deadline for both steps: send() itself can wait (for metadata, or
+                # room in the buffer), then the acks. All sends go out before the wait,
+                # so they share produce requests.
+                async with asyncio.timeout(self._timeout_s):
+                    for key, value in records:
+                        futures.append(await producer.send(self._topic, value, key=key))
+                    # asyncio.wait, unlike awaiting the futures, does not cancel them on
+                    # timeout: an unacknowledged event stays counted in flight until the
+                    # producer settles it.
+                    await asyncio.wait(futures)
             finally:
                 error = self._settle(count, futures)
         except TimeoutError:
-            unsent = count - len(futures)
+            unacknowledged = count - sum(future.done() for future in futures)
             raise ProduceTimeoutError(
-                f"{unsent} of {count} events could not be handed to the producer within "
-                f"{self._timeout_ms} ms"
+                f"Kafka did not acknowledge {unacknowledged} of {count} events "
+                f"within {self._timeout_ms} ms"
             ) from None
         except KafkaError as exc:
             raise BrokerUnavailableError(f"Kafka refused the events: {exc!r}") from None
-        if pending:
-            raise ProduceTimeoutError(
-                f"Kafka did not acknowledge {pending} of {count} events "
-                f"within {self._timeout_ms} ms"
-            )
         if error is not None:
             raise BrokerUnavailableError(f"Kafka did not acknowledge an event: {error!r}")
-
-    async def _send_all(
-        self,
-        producer: AIOKafkaProducer,
-        records: Sequence[tuple[bytes, bytes]],
-        futures: list[asyncio.Future[object]],
-    ) -> int:
-        """Hand every record to the producer, then wait for the acks; returns how many are pending.
-
-        All sends go out before the first wait, so they share produce requests.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout_s
-        # send() itself can wait (for metadata, or room in the buffer): bounded too.
-        async with asyncio.timeout_at(deadline):
-            for key, value in records:
-                futures.append(await producer.send(self._topic, value, key=key))
-        # asyncio.wait does not cancel what is still pending: an unacknowledged
-        # event stays counted in flight until the producer settles it.
-        _, pending = await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
-        return len(pending)
 
     @property
     def _timeout_ms(self) -> int:

@@ -32,13 +32,24 @@ _RETRY_AFTER = {
 }
 
 
-def tracking_router(ingest: Ingest) -> APIRouter:
+def tracking_endpoints(ingest: Ingest) -> dict[str, Endpoint]:
+    """Path -> endpoint for every tracking route (all POST)."""
+    endpoints = {
+        f"/v1/{call_type}": _single(ingest, call_type, f"/v1/{call_type}")
+        for call_type in SINGLE_REQUESTS
+    }
+    endpoints |= {route: _batch(ingest, route) for route in BATCH_ROUTES}
+    return endpoints
+
+
+def tracking_router(endpoints: dict[str, Endpoint]) -> APIRouter:
+    """The tracking routes as FastAPI routes: they document the API in /openapi.json."""
     router = APIRouter(tags=["tracking"])
     for call_type, model in SINGLE_REQUESTS.items():
         route = f"/v1/{call_type}"
         router.add_api_route(
             route,
-            _single(ingest, call_type, route),
+            endpoints[route],
             methods=["POST"],
             name=call_type,
             summary=f"one {call_type} call",
@@ -48,7 +59,7 @@ def tracking_router(ingest: Ingest) -> APIRouter:
     for route in BATCH_ROUTES:
         router.add_api_route(
             route,
-            _batch(ingest, route),
+            endpoints[route],
             methods=["POST"],
             name=route.rsplit("/", 1)[-1],
             summary="many calls of any type; invalid items are reported by index",
