@@ -1,0 +1,175 @@
+"""The consumer loop: poll a bounded batch, apply it in one transaction, then the next.
+
+One batch in flight at a time (no task per message): the loop's own pace is the
+backpressure toward Kafka, and while the outbox holds more than its limit the owned
+partitions are paused until the relay drains it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from shared.kafka.dead_letter import send_dead_letters
+from stage_engine.consume import BatchApplier
+from stage_engine.decode import DecodedBatch, decode_batch
+from stage_engine.lifecycle import LifecycleConfig
+from stage_engine.metrics import EngineMetrics
+from stage_engine.ownership import Ownership
+from stage_engine.store import transitions as transition_store
+from stage_engine.store.database import Database
+from stage_engine.store.offsets import FencedError, load_offsets
+
+log = logging.getLogger(__name__)
+
+BACKLOG_CHECK_INTERVAL_S = 1.0
+
+
+class PollLoop:
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        applier: BatchApplier,
+        db: Database,
+        ownership: Ownership,
+        metrics: EngineMetrics,
+        topic: str,
+        config: Callable[[], LifecycleConfig],
+        max_records: int,
+        poll_timeout_ms: int,
+        max_consecutive_poison: int,
+        outbox_max_backlog: int,
+        on_committed: Callable[[], None],
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._applier = applier
+        self._db = db
+        self._ownership = ownership
+        self._metrics = metrics
+        self._topic = topic
+        self._config = config
+        self._max_records = max_records
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_poison = max_consecutive_poison
+        self._outbox_max_backlog = outbox_max_backlog
+        self._on_committed = on_committed
+        self._poison_streak = 0
+        self._paused = False
+        self._backlog_checked_at = 0.0
+
+    async def run(self) -> None:
+        while True:
+            await self._backpressure()
+            polled = await self._consumer.getmany(
+                timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+            )
+            if polled:
+                await self.handle(polled)
+            self._update_lag()
+
+    async def handle(self, polled: dict[TopicPartition, list[Any]]) -> None:
+        started = time.perf_counter()
+        records = {tp.partition: recs for tp, recs in polled.items() if tp.topic == self._topic}
+        async with self._ownership.consume_lock:
+            positions = {p: self._ownership.position(p) for p in records}
+            batch = decode_batch(
+                self._topic,
+                records,
+                {p: pos for p, pos in positions.items() if pos is not None},
+                poison_streak=self._poison_streak,
+                max_consecutive_poison=self._max_poison,
+            )
+            if not batch.spans:
+                self._metrics.events.labels("stale").inc(batch.stale)
+                return
+            if batch.dead_letters:
+                # Killed right after: the letters are in the DLQ but the offsets did not
+                # move; the records are read and dead-lettered again (same source offset).
+                await send_dead_letters(self._producer, batch.dead_letters)
+            try:
+                outcome = await self._applier.apply(batch, self._config())
+            except FencedError as exc:
+                self._metrics.fenced.inc()
+                log.warning("batch fenced", extra={"error": str(exc)})
+                await self._resync()
+                return
+            for partition, span in batch.spans.items():
+                self._ownership.advanced(partition, span.end, span.max_event_time)
+            self._poison_streak = batch.poison_streak
+        self._count(batch, outcome.applied, outcome.duplicates, outcome.transitions)
+        self._metrics.batch_duration.observe(time.perf_counter() - started)
+        self._on_committed()
+        await self._commit_to_kafka(batch)
+
+    def _count(self, batch: DecodedBatch, applied: int, duplicates: int, transitions: Any) -> None:
+        m = self._metrics
+        m.batch_size.observe(batch.records)
+        m.events.labels("applied").inc(applied)
+        m.events.labels("duplicate").inc(duplicates)
+        m.events.labels("dead_lettered").inc(len(batch.dead_letters))
+        m.events.labels("stale").inc(batch.stale)
+        for (kind, to_stage), count in transitions.items():
+            m.transitions.labels(kind, to_stage).inc(count)
+
+    async def _commit_to_kafka(self, batch: DecodedBatch) -> None:
+        # The database holds the offsets; Kafka gets them only so lag tools see progress.
+        # Killed before this: the group offset lags; the engine still resumes from the DB.
+        assigned = self._consumer.assignment()
+        offsets = {
+            tp: batch.spans[tp.partition].end
+            for tp in (TopicPartition(self._topic, p) for p in batch.spans)
+            if tp in assigned
+        }
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:  # a rebalance in progress: the next batch commits again
+            log.debug("kafka offset commit skipped", extra={"error": str(exc)})
+
+    async def _resync(self) -> None:
+        """After a fenced batch: take the stored offsets again and seek there."""
+        partitions = sorted(self._ownership.partitions)
+        async with self._db.read() as conn:
+            stored = await load_offsets(conn, self._topic, partitions)
+        self._ownership.take(stored)
+        for partition, offset in stored.items():
+            tp = TopicPartition(self._topic, partition)
+            if tp in self._consumer.assignment():
+                self._consumer.seek(tp, offset.next_offset)
+
+    def _update_lag(self) -> None:
+        for partition in self._ownership.partitions:
+            tp = TopicPartition(self._topic, partition)
+            position = self._ownership.position(partition)
+            highwater = self._consumer.highwater(tp) if tp in self._consumer.assignment() else None
+            if highwater is not None and position is not None:
+                self._metrics.consumer_lag.labels(str(partition)).set(max(0, highwater - position))
+
+    async def _backpressure(self) -> None:
+        now = time.monotonic()
+        if now - self._backlog_checked_at < BACKLOG_CHECK_INTERVAL_S:
+            return
+        self._backlog_checked_at = now
+        async with self._db.read() as conn:
+            backlog = await transition_store.outbox_backlog(conn, self._ownership.partitions)
+        self._metrics.outbox_backlog.set(backlog)
+        assigned = list(self._consumer.assignment())
+        if not self._paused and backlog > self._outbox_max_backlog:
+            self._paused = True
+            log.warning("consumption paused: outbox backlog", extra={"backlog": backlog})
+        elif self._paused and backlog <= self._outbox_max_backlog // 2:
+            self._paused = False
+            self._consumer.resume(*assigned)
+            log.info("consumption resumed", extra={"backlog": backlog})
+        if self._paused:
+            self._consumer.pause(*assigned)  # again: partitions assigned since are paused too
+        self._metrics.paused.set(1 if self._paused else 0)

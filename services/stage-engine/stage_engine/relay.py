@@ -1,0 +1,111 @@
+"""Outbox -> TOPIC_TRANSITIONS, with the idempotent producer, key = user id.
+
+Rows go out in outbox order (`seq`), a round at a time, and are deleted once Kafka
+acknowledged every one of them, so one user's transitions reach their partition in
+the order they were committed. Each instance relays the rows of the partitions it
+owns. After an assignment, rows a previous owner (or this process before a kill -9)
+may already have published are looked up in the topic first and dropped, not re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from stage_engine.metrics import EngineMetrics
+from stage_engine.ownership import Ownership
+from stage_engine.recovery import OutboxRecovery
+from stage_engine.store import transitions as transition_store
+from stage_engine.store.database import Database
+
+log = logging.getLogger(__name__)
+
+# Structured-mode CloudEvents over Kafka (CloudEvents Kafka protocol binding).
+HEADERS = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+MAX_BACKOFF_S = 5.0
+
+
+class Relay:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        producer: AIOKafkaProducer,
+        ownership: Ownership,
+        recovery: OutboxRecovery,
+        metrics: EngineMetrics,
+        topic: str,
+        batch_size: int,
+        interval_s: float,
+    ) -> None:
+        self._db = db
+        self._producer = producer
+        self._ownership = ownership
+        self._recovery = recovery
+        self._metrics = metrics
+        self._topic = topic
+        self._batch_size = batch_size
+        self._interval_s = interval_s
+        self._wake = asyncio.Event()
+        self._recovered_generation = -1
+
+    def wake(self) -> None:
+        """Transitions were committed: relay them now rather than at the next tick."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff_s = self._interval_s
+        while True:
+            try:
+                sent = await self.relay_once()
+                backoff_s = self._interval_s
+            except KafkaError as exc:
+                # Transient (broker away, timeout): some of the round may be in the topic.
+                # Recovery runs before the next round, so nothing is sent twice.
+                log.warning("relay round failed; retrying", extra={"error": str(exc)})
+                self._recovered_generation = -1
+                await asyncio.sleep(backoff_s)  # backoff between retries, not synchronisation
+                backoff_s = min(MAX_BACKOFF_S, backoff_s * 2)
+                continue
+            if sent < self._batch_size:
+                # the interval catches rows committed by other engines
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+                self._wake.clear()
+
+    async def relay_once(self) -> int:
+        """Publish one round of outbox rows; how many were published."""
+        async with self._ownership.relay_lock:
+            partitions = self._ownership.partitions
+            if not partitions:
+                return 0
+            generation = self._ownership.generation
+            if self._recovered_generation != generation:
+                recovered = await self._recovery.run(partitions)
+                self._metrics.recovered.inc(recovered)
+                self._recovered_generation = generation
+            async with self._db.read() as conn:
+                rows = await transition_store.pending_transitions(
+                    conn, partitions, self._batch_size
+                )
+            if not rows:
+                return 0
+            futures = [
+                await self._producer.send(
+                    self._topic, row.body, key=row.subject.encode(), headers=HEADERS
+                )
+                for row in rows
+            ]
+            for future in futures:
+                await future
+            # Killed right here: published but still in the outbox; the next owner's
+            # recovery finds these ids in the topic and drops the rows instead of re-sending.
+            async with self._db.write() as conn:
+                await transition_store.drop_sent(conn, [row.seq for row in rows])
+            # Killed right after: published and gone from the outbox, nothing left to do.
+        self._metrics.published.inc(len(rows))
+        return len(rows)

@@ -1,0 +1,55 @@
+"""The stage engine's settings: environment variables, read once in the entry point."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from shared.settings import CommonSettings
+
+
+class StageEngineSettings(CommonSettings):
+    """Every field has a default that works locally (`make run`)."""
+
+    stage_engine_group: str = "lifecycle-stage-engine"
+    # wall: timers fire against the wall clock (live). event: against each partition's
+    # watermark, the highest event time seen minus the allowed lateness (replay, backfill).
+    stage_clock: Literal["wall", "event"] = "wall"
+    stage_allowed_lateness_seconds: float = Field(default=60.0, ge=0, le=30 * 86_400)
+    # A messageId seen again within this window (by receive time) is dropped.
+    stage_dedup_window_days: float = Field(default=7.0, gt=0, le=365)
+    # This many poison messages in a row stop the engine (something upstream is broken).
+    stage_max_consecutive_poison: int = Field(default=1000, ge=1)
+
+    # One polled batch is one database transaction; this bounds it (and the memory).
+    stage_batch_max_records: int = Field(default=2000, ge=1, le=50_000)
+    stage_poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    # Consumption pauses while more transitions than this wait in the outbox.
+    stage_outbox_max_backlog: int = Field(default=200_000, ge=1)
+
+    stage_timer_interval_ms: int = Field(default=1000, ge=10, le=600_000)
+    stage_timer_batch_size: int = Field(default=2000, ge=1, le=50_000)
+
+    stage_relay_batch_size: int = Field(default=2000, ge=1, le=50_000)
+    stage_relay_interval_ms: int = Field(default=200, ge=1, le=60_000)
+    # On taking over partitions, the transitions topic is read back from this long before
+    # the oldest waiting outbox row, so rows a killed relay already published are not re-sent.
+    stage_relay_recovery_margin_seconds: float = Field(default=60.0, ge=0, le=86_400)
+
+    # Gauges read from the database (users per stage, backlogs), refreshed this often.
+    stage_stats_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    # RFM quantile edges are recomputed from the population this often (0 = never).
+    stage_rfm_refresh_seconds: float = Field(default=3600.0, ge=0)
+
+    stage_db_pool_size: int = Field(default=10, ge=2, le=200)
+
+    @model_validator(mode="after")
+    def _lateness_fits_dedup(self) -> StageEngineSettings:
+        # The dedup window must outlive the lateness, or a late duplicate is applied twice.
+        if self.stage_allowed_lateness_seconds > self.stage_dedup_window_days * 86_400:
+            raise ValueError(
+                f"STAGE_ALLOWED_LATENESS_SECONDS={self.stage_allowed_lateness_seconds} "
+                f"exceeds STAGE_DEDUP_WINDOW_DAYS={self.stage_dedup_window_days} days"
+            )
+        return self

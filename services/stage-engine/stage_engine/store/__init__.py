@@ -1,0 +1,1 @@
+"""Persistence of the stage engine: user states, offsets, outbox, dedup, aliases, watermarks."""

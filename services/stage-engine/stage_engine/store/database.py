@@ -1,0 +1,112 @@
+"""The engine's handle on the database: write transactions, dialect differences, retries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+T = TypeVar("T")
+
+# Bound parameters per statement stay far below PostgreSQL's 32767 and SQLite's 32766.
+IN_CHUNK = 5000
+_WRITE_OPTION = "stage_engine_write"
+# PostgreSQL: deadlock detected, serialization failure. Both mean "run it again".
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+class Database:
+    """One AsyncEngine, used for short read transactions and batch write transactions.
+
+    On SQLite a write transaction starts with BEGIN IMMEDIATE: it takes the write lock
+    up front (waiting up to the busy timeout) instead of failing when a reader upgrades
+    while another process (the notifier shares the file in `make run`) writes.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        if self.dialect not in ("postgresql", "sqlite"):
+            raise ValueError(f"unsupported database {self.dialect!r}: use PostgreSQL or SQLite")
+        if self.is_sqlite:
+            _sqlite_explicit_begin(engine)
+        self._writer = engine.execution_options(**{_WRITE_OPTION: True})
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        async with self._writer.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    def insert_ignoring_conflicts(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """INSERT ... ON CONFLICT DO NOTHING."""
+        if self.is_sqlite:
+            return sqlite.insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+
+    def upsert(
+        self, table: Table, *, key: Sequence[str], update: Sequence[str]
+    ) -> postgresql.Insert | sqlite.Insert:
+        """INSERT ... ON CONFLICT (key) DO UPDATE SET each `update` column to the new value."""
+        if self.is_sqlite:
+            lite = sqlite.insert(table)
+            return lite.on_conflict_do_update(
+                index_elements=list(key), set_={name: lite.excluded[name] for name in update}
+            )
+        pg = postgresql.insert(table)
+        return pg.on_conflict_do_update(
+            index_elements=list(key), set_={name: pg.excluded[name] for name in update}
+        )
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure (PostgreSQL) or a busy database (SQLite)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig: Any = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if code in _RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(orig)
+
+
+def chunks(items: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    """Lists of at most `size` items, for IN (...) lists and multi-row statements."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sqlite_explicit_begin(engine: AsyncEngine) -> None:
+    # pysqlite's own implicit BEGIN would defeat BEGIN IMMEDIATE: turn it off, emit ours.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        writes = conn.get_execution_options().get(_WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")

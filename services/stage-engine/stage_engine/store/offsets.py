@@ -1,0 +1,106 @@
+"""Consumed offsets per events partition, stored with the states they produced.
+
+Fencing: a batch moves a partition's offset from the offset it started at to the one
+after its last record, and only if the stored offset still is the start. An engine that
+lost the partition without noticing (a zombie) finds another owner moved it, and its
+whole transaction rolls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import case, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.errors import LifecycleError
+from stage_engine.store.database import Database
+from stage_engine.store.tables import offsets
+from stage_engine.store.types import UtcDateTime
+
+
+class FencedError(LifecycleError):
+    """The stored offset is not where this batch started: another engine owns the partition."""
+
+    def __init__(self, topic: str, partition: int, expected: int) -> None:
+        self.partition = partition
+        super().__init__(
+            f"offset of {topic}[{partition}] is no longer {expected}: "
+            "another engine consumed it; this batch is rolled back"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOffset:
+    next_offset: int
+    max_event_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetMove:
+    partition: int
+    start: int  # the stored offset this batch started from
+    end: int  # the offset after the batch's last record
+    max_event_time: datetime | None  # the highest event time in the batch
+
+
+async def load_offsets(
+    conn: AsyncConnection, topic: str, partitions: Collection[int]
+) -> dict[int, StoredOffset]:
+    query = select(offsets.c.partition, offsets.c.next_offset, offsets.c.max_event_time).where(
+        offsets.c.topic == topic, offsets.c.partition.in_(sorted(partitions))
+    )
+    return {
+        partition: StoredOffset(next_offset, max_event_time)
+        for partition, next_offset, max_event_time in (await conn.execute(query)).all()
+    }
+
+
+async def create_missing_offsets(
+    conn: AsyncConnection, db: Database, topic: str, starts: Mapping[int, int]
+) -> None:
+    """A partition consumed for the first time starts at its beginning offset.
+
+    Killed right after: the rows exist; the next assignment reads them, the same values.
+    """
+    if not starts:
+        return
+    rows = [
+        {"topic": topic, "partition": partition, "next_offset": start, "max_event_time": None}
+        for partition, start in sorted(starts.items())
+    ]
+    await conn.execute(db.insert_ignoring_conflicts(offsets), rows)
+
+
+async def move_offsets(conn: AsyncConnection, topic: str, moves: Collection[OffsetMove]) -> None:
+    """Store each partition's next offset (and watermark base), fenced; raise FencedError.
+
+    Runs last in the batch's transaction. Killed before the commit: nothing of the batch
+    is stored and it is consumed again from `start`. Killed after: the batch is done,
+    the engine resumes at `end`.
+    """
+    for move in sorted(moves, key=lambda move: move.partition):
+        values: dict[str, object] = {"next_offset": move.end}
+        if move.max_event_time is not None:
+            values["max_event_time"] = case(
+                (
+                    offsets.c.max_event_time.is_(None)
+                    | (offsets.c.max_event_time < move.max_event_time),
+                    literal(move.max_event_time, UtcDateTime()),
+                ),
+                else_=offsets.c.max_event_time,
+            )
+        statement = (
+            update(offsets)
+            .where(
+                offsets.c.topic == topic,
+                offsets.c.partition == move.partition,
+                offsets.c.next_offset == move.start,
+            )
+            .values(values)
+        )
+        result = await conn.execute(statement)
+        if result.rowcount != 1:
+            raise FencedError(topic, move.partition, move.start)

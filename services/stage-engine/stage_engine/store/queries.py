@@ -1,0 +1,73 @@
+"""Read-side queries: the HTTP API and the gauges."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.transitions import Stage
+from stage_engine.store.tables import aliases, transitions, users
+from stage_engine.store.users import StoredUser, decode_state
+
+
+async def find_user(conn: AsyncConnection, user_id: str) -> StoredUser | None:
+    """The profile of `user_id`, following an alias (an anonymous id merged into a user)."""
+    for key in (user_id, await _alias_target(conn, user_id)):
+        if key is None:
+            continue
+        query = select(users.c.partition, users.c.state).where(users.c.user_id == key)
+        row = (await conn.execute(query)).one_or_none()
+        if row is not None:
+            return StoredUser(decode_state(row.state), row.partition)
+    return None
+
+
+async def _alias_target(conn: AsyncConnection, key: str) -> str | None:
+    query = select(aliases.c.user_id).where(aliases.c.alias == key)
+    target: str | None = (await conn.execute(query)).scalar_one_or_none()
+    return target
+
+
+async def user_transitions(conn: AsyncConnection, user_id: str, *, limit: int) -> list[bytes]:
+    """The encoded transitions of a profile, oldest first (the last `limit` of them)."""
+    query = (
+        select(transitions.c.body)
+        .where(transitions.c.user_id == user_id)
+        .order_by(transitions.c.occurred_at.desc(), transitions.c.id.desc())
+        .limit(limit)
+    )
+    bodies = list((await conn.execute(query)).scalars())
+    bodies.reverse()
+    return bodies
+
+
+async def users_per_stage(conn: AsyncConnection) -> dict[str, int]:
+    query = select(users.c.stage, func.count()).group_by(users.c.stage)
+    counts = {stage.value: 0 for stage in Stage}
+    counts.update({stage: int(n) for stage, n in (await conn.execute(query)).all()})
+    return counts
+
+
+async def due_count(conn: AsyncConnection, partition: int, now: datetime) -> int:
+    query = (
+        select(func.count())
+        .select_from(users)
+        .where(users.c.partition == partition, users.c.next_due_at <= now)
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def all_partitions_due(
+    conn: AsyncConnection, partitions: Collection[int], now: datetime
+) -> int:
+    if not partitions:
+        return 0
+    query = (
+        select(func.count())
+        .select_from(users)
+        .where(users.c.partition.in_(sorted(partitions)), users.c.next_due_at <= now)
+    )
+    return int((await conn.execute(query)).scalar_one())

@@ -1,0 +1,120 @@
+"""Table definitions. Every name starts with `stage_engine_` so the engine can share a
+database with the notifier (as in `make run`) without clashes. The migrations in
+migrations/versions/ create exactly these (a test compares them).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from stage_engine.store.types import UtcDateTime
+
+metadata = MetaData()
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY.
+_BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
+_KEY = String(200)  # user ids and anonymous ids (the Event contract's max length)
+
+# One row per profile key (a user id, or the anonymous id of a prospect). `state` is the
+# core's UserState.to_dict() as JSON text; the columns beside it are copies the engine
+# queries by: `partition` (the events partition that owns the row's timers), `stage`
+# (counts), `next_due_at` (the timer index).
+users = Table(
+    "stage_engine_users",
+    metadata,
+    Column("user_id", _KEY, primary_key=True),
+    Column("partition", Integer, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("is_anonymous", Boolean, nullable=False),
+    Column("next_due_at", UtcDateTime()),
+    Column("state", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index(
+        "stage_engine_users_due",
+        "partition",
+        "next_due_at",
+        postgresql_where=text("next_due_at IS NOT NULL"),
+        sqlite_where=text("next_due_at IS NOT NULL"),
+    ),
+    Index("stage_engine_users_stage", "stage"),
+)
+
+# The next offset to consume per events partition, written in the batch's transaction;
+# `max_event_time` is the highest event time applied (the event-clock watermark's base).
+offsets = Table(
+    "stage_engine_offsets",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("next_offset", BigInteger, nullable=False),
+    Column("max_event_time", UtcDateTime()),
+)
+
+# messageIds applied within the dedup window, by the time ingest received them.
+seen_messages = Table(
+    "stage_engine_seen_messages",
+    metadata,
+    Column("message_id", String(200), primary_key=True),
+    Column("partition", Integer, nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Index("stage_engine_seen_messages_age", "partition", "received_at"),
+)
+
+# An anonymous id (or a merged user id) -> the user profile it was merged into.
+aliases = Table(
+    "stage_engine_aliases",
+    metadata,
+    Column("alias", _KEY, primary_key=True),
+    Column("user_id", _KEY, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("stage_engine_aliases_user", "user_id"),
+)
+
+# Every transition ever emitted (a user's history; merges move rows to the user).
+# `subject` is the user id the transition was made for: the Kafka key it is published with.
+transitions = Table(
+    "stage_engine_transitions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("user_id", _KEY, nullable=False),
+    Column("subject", _KEY, nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Index("stage_engine_transitions_user", "user_id", "occurred_at"),
+)
+
+# Transitions not yet acknowledged by Kafka, in commit order per user (`seq`);
+# `partition` is the owning user row's partition: its owner relays them.
+outbox = Table(
+    "stage_engine_outbox",
+    metadata,
+    Column("seq", _BIG_ID, primary_key=True, autoincrement=True),
+    Column("transition_id", String(64), nullable=False, unique=True),
+    Column("partition", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("stage_engine_outbox_partition", "partition", "seq"),
+)
+
+# The RFM quantile edges last computed from the population (a single row, id 1).
+rfm_edges = Table(
+    "stage_engine_rfm_edges",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("edges", Text, nullable=False),
+    Column("computed_at", UtcDateTime(), nullable=False),
+)
+
+RFM_EDGES_ROW_ID = 1

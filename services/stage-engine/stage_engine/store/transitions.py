@@ -1,0 +1,141 @@
+"""Transitions: the history of every user, and the outbox the relay publishes from."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from shared.codec import encode
+from shared.transitions import Transition
+from stage_engine.store.database import Database, chunks
+from stage_engine.store.tables import outbox, transitions
+
+
+@dataclass(frozen=True, slots=True)
+class NewTransition:
+    transition: Transition
+    partition: int  # the owning user row's partition: its owner relays it
+
+
+@dataclass(frozen=True, slots=True)
+class PendingTransition:
+    seq: int
+    transition_id: str
+    subject: str
+    body: bytes
+    created_at: datetime
+
+
+async def record_transitions(
+    conn: AsyncConnection, db: Database, items: Sequence[NewTransition], *, now: datetime
+) -> int:
+    """Add the transitions to the history and, the ones new to it, to the outbox.
+
+    An id already in the history was emitted before (ids are deterministic), so it is
+    never queued twice. Part of the batch transaction: killed before the commit, none
+    is recorded and the same ones are produced again by the replayed batch. Returns
+    how many were new.
+    """
+    # One row per id, in emission order: `seq` is the publication order, per user.
+    unique: dict[str, NewTransition] = {}
+    for item in items:
+        unique.setdefault(item.transition.id, item)
+    if not unique:
+        return 0
+    rows: list[dict[str, object]] = [
+        {
+            "id": item.transition.id,
+            "user_id": item.transition.data.user_id,
+            "subject": item.transition.subject,
+            "kind": item.transition.data.kind.value,
+            "occurred_at": item.transition.time,
+            "body": encode(item.transition),
+        }
+        for item in unique.values()
+    ]
+    statement = db.insert_ignoring_conflicts(transitions).returning(transitions.c.id)
+    new_ids: set[str] = set()
+    for chunk in chunks(rows, 1000):
+        new_ids.update((await conn.execute(statement, chunk)).scalars())
+    queued: list[dict[str, object]] = [
+        {"transition_id": tid, "partition": item.partition, "created_at": now}
+        for tid, item in unique.items()
+        if tid in new_ids
+    ]
+    for chunk in chunks(queued, 1000):
+        await conn.execute(db.insert_ignoring_conflicts(outbox), chunk)
+    return len(queued)
+
+
+async def move_history(conn: AsyncConnection, moves: Mapping[str, str]) -> None:
+    """A merged-away profile's history now belongs to the profile it joined."""
+    if not moves:
+        return
+    statement = (
+        update(transitions)
+        .where(transitions.c.user_id == bindparam("old_user_id"))
+        .values(user_id=bindparam("new_user_id"))
+    )
+    await conn.execute(
+        statement,
+        [{"old_user_id": old, "new_user_id": new} for old, new in sorted(moves.items())],
+    )
+
+
+async def pending_transitions(
+    conn: AsyncConnection, partitions: Collection[int], limit: int
+) -> list[PendingTransition]:
+    """The oldest outbox rows of `partitions`, in publication order."""
+    if not partitions:
+        return []
+    query = (
+        select(
+            outbox.c.seq,
+            outbox.c.transition_id,
+            transitions.c.subject,
+            transitions.c.body,
+            outbox.c.created_at,
+        )
+        .join(transitions, transitions.c.id == outbox.c.transition_id)
+        .where(outbox.c.partition.in_(sorted(partitions)))
+        .order_by(outbox.c.seq)
+        .limit(limit)
+    )
+    return [PendingTransition(*row) for row in (await conn.execute(query)).all()]
+
+
+async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) -> datetime | None:
+    if not partitions:
+        return None
+    query = select(func.min(outbox.c.created_at)).where(outbox.c.partition.in_(sorted(partitions)))
+    oldest: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+    return oldest
+
+
+async def drop_sent(conn: AsyncConnection, seqs: Collection[int]) -> None:
+    """Remove published rows (Kafka acknowledged them)."""
+    for chunk in chunks(sorted(seqs)):
+        await conn.execute(delete(outbox).where(outbox.c.seq.in_(chunk)))
+
+
+async def drop_sent_ids(conn: AsyncConnection, transition_ids: Collection[str]) -> int:
+    """Remove rows whose transitions are already in the topic (found by recovery)."""
+    removed = 0
+    for chunk in chunks(sorted(transition_ids)):
+        result = await conn.execute(delete(outbox).where(outbox.c.transition_id.in_(chunk)))
+        removed += int(result.rowcount)
+    return removed
+
+
+async def outbox_backlog(conn: AsyncConnection, partitions: Collection[int]) -> int:
+    """Rows waiting in the outbox for `partitions`."""
+    if not partitions:
+        return 0
+    query = (
+        select(func.count()).select_from(outbox).where(outbox.c.partition.in_(sorted(partitions)))
+    )
+    return int((await conn.execute(query)).scalar_one())

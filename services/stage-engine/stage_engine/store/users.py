@@ -1,0 +1,104 @@
+"""User rows: the core's state as JSON plus the columns the engine queries by."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from stage_engine.lifecycle import UserState
+from stage_engine.store.database import Database, chunks
+from stage_engine.store.tables import users
+
+
+@dataclass(slots=True)
+class StoredUser:
+    """A user's state and the events partition that owns its row (and its timers)."""
+
+    state: UserState
+    partition: int
+
+
+def encode_state(state: UserState) -> str:
+    return orjson.dumps(state.to_dict()).decode()
+
+
+def decode_state(text: str | bytes) -> UserState:
+    return UserState.from_dict(orjson.loads(text))
+
+
+async def lock_users(conn: AsyncConnection, user_ids: Collection[str]) -> dict[str, StoredUser]:
+    """Load the rows of `user_ids` that exist, row-locked in user-id order.
+
+    The fixed order means two engines locking overlapping sets (a merge reaches into
+    another partition) wait for each other instead of deadlocking. SQLite ignores
+    FOR UPDATE: there the database's single write lock serialises whole batches.
+    """
+    found: dict[str, StoredUser] = {}
+    for chunk in chunks(sorted(set(user_ids))):
+        query = (
+            select(users.c.user_id, users.c.partition, users.c.state)
+            .where(users.c.user_id.in_(chunk))
+            .order_by(users.c.user_id)
+            .with_for_update()
+        )
+        for user_id, partition, state in (await conn.execute(query)).all():
+            found[user_id] = StoredUser(decode_state(state), partition)
+    return found
+
+
+async def lock_due_users(
+    conn: AsyncConnection, db: Database, *, partition: int, now: datetime, limit: int
+) -> list[StoredUser]:
+    """Up to `limit` rows of `partition` due at or before `now`, soonest first.
+
+    SKIP LOCKED (PostgreSQL): a row another transaction holds (a batch being applied,
+    another engine's timer) is left to it; once that commits, the row is either no
+    longer due or is picked up by the next round.
+    """
+    query = (
+        select(users.c.partition, users.c.state)
+        .where(users.c.partition == partition, users.c.next_due_at <= now)
+        .order_by(users.c.next_due_at)
+        .limit(limit)
+    )
+    if not db.is_sqlite:
+        query = query.with_for_update(skip_locked=True)
+    rows = (await conn.execute(query)).all()
+    return [StoredUser(decode_state(state), row_partition) for row_partition, state in rows]
+
+
+async def upsert_users(
+    conn: AsyncConnection, db: Database, rows: Sequence[StoredUser], *, now: datetime
+) -> None:
+    """Write the rows in one multi-row statement, in user-id order (lock order)."""
+    if not rows:
+        return
+    values = [
+        {
+            "user_id": row.state.user_id,
+            "partition": row.partition,
+            "stage": row.state.stage.value,
+            "is_anonymous": row.state.is_anonymous,
+            "next_due_at": row.state.next_due_at,
+            "state": encode_state(row.state),
+            "updated_at": now,
+        }
+        for row in sorted(rows, key=lambda row: row.state.user_id)
+    ]
+    statement = db.upsert(
+        users,
+        key=["user_id"],
+        update=["partition", "stage", "is_anonymous", "next_due_at", "state", "updated_at"],
+    )
+    for chunk in chunks(values, 1000):
+        await conn.execute(statement, chunk)
+
+
+async def delete_users(conn: AsyncConnection, user_ids: Collection[str]) -> None:
+    for chunk in chunks(sorted(user_ids)):
+        await conn.execute(delete(users).where(users.c.user_id.in_(chunk)))

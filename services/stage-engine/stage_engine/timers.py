@@ -1,0 +1,147 @@
+"""The due-timer loop: fires the due user rows of the partitions this instance owns.
+
+Each round is one transaction over at most `batch_size` rows of one partition, picked
+with the (partition, next_due_at) index and locked with FOR UPDATE SKIP LOCKED on
+PostgreSQL, so two engines never fire one row; expire() moves next_due_at past `now`
+in the same transaction that queues the transitions in the outbox.
+Killed before a round's commit: nothing fired, the rows are still due and fire on the
+next round (same transition ids). Killed after: fired once, the relay publishes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy.exc import DBAPIError
+
+from shared.clock import Clock
+from stage_engine.lifecycle import LifecycleConfig, expire
+from stage_engine.metrics import EngineMetrics
+from stage_engine.ownership import Ownership
+from stage_engine.store import transitions as transition_store
+from stage_engine.store import users as user_store
+from stage_engine.store.database import Database, is_retryable
+from stage_engine.store.transitions import NewTransition
+from stage_engine.store.users import StoredUser
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class TimerTime:
+    """`now` for a partition: the wall clock, or the partition's event-time watermark."""
+
+    def __init__(
+        self,
+        *,
+        mode: Literal["wall", "event"],
+        clock: Clock,
+        ownership: Ownership,
+        lateness: timedelta,
+    ) -> None:
+        self._mode = mode
+        self._clock = clock
+        self._ownership = ownership
+        self._lateness = lateness
+
+    def now_for(self, partition: int) -> datetime | None:
+        if self._mode == "wall":
+            return self._clock.now()
+        return self._ownership.watermark(partition, self._lateness)
+
+
+class TimerLoop:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        ownership: Ownership,
+        time: TimerTime,
+        clock: Clock,
+        metrics: EngineMetrics,
+        config: Callable[[], LifecycleConfig],
+        batch_size: int,
+        interval_s: float,
+        on_fired: Callable[[], None],
+    ) -> None:
+        self._db = db
+        self._ownership = ownership
+        self._time = time
+        self._clock = clock
+        self._metrics = metrics
+        self._config = config
+        self._batch_size = batch_size
+        self._interval_s = interval_s
+        self._on_fired = on_fired
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Run a round soon (a batch moved an event-time watermark)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self.fire_all()
+            # the interval is the wall clock's tick
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
+            self._wake.clear()
+
+    async def fire_all(self) -> int:
+        """Fire every due row of every owned partition; how many rows fired."""
+        total = 0
+        for partition in sorted(self._ownership.partitions):
+            while True:
+                fired = await self._round(partition)
+                total += fired
+                if fired < self._batch_size:
+                    break
+        return total
+
+    async def _round(self, partition: int) -> int:
+        async with self._ownership.timer_lock:
+            if partition not in self._ownership.partitions:
+                return 0  # revoked meanwhile: its new owner fires it
+            now = self._time.now_for(partition)
+            if now is None:
+                return 0  # event clock without events yet
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    fired = await self._fire(partition, now)
+                    break
+                except DBAPIError as exc:
+                    if attempt == MAX_ATTEMPTS or not is_retryable(exc):
+                        raise
+                    self._metrics.retried.inc()
+        if fired:
+            self._metrics.timers_fired.inc(fired)
+            self._on_fired()
+        return fired
+
+    async def _fire(self, partition: int, now: datetime) -> int:
+        config = self._config()
+        async with self._db.write() as conn:
+            due = await user_store.lock_due_users(
+                conn, self._db, partition=partition, now=now, limit=self._batch_size
+            )
+            if not due:
+                return 0
+            fired: list[StoredUser] = []
+            emitted: list[NewTransition] = []
+            for stored in due:
+                step = expire(stored.state, now, config)
+                fired.append(StoredUser(step.state, stored.partition))
+                emitted.extend(NewTransition(t, stored.partition) for t in step.transitions)
+            wall = self._clock.now()
+            await user_store.upsert_users(conn, self._db, fired, now=wall)
+            await transition_store.record_transitions(conn, self._db, emitted, now=wall)
+        for item in emitted:
+            data = item.transition.data
+            self._metrics.transitions.labels(data.kind.value, data.to_stage.value).inc()
+        return len(due)
