@@ -22,19 +22,17 @@ from ingest.body import check_content_type, read_body
 from ingest.keys import WriteKey, WriteKeys, key_from_basic_auth
 from ingest.metrics import REASON_OF_CODE, IngestMetrics, RejectReason
 from ingest.models import SINGLE_REQUESTS, Rejection, SingleRequest
-from ingest.normalise import Envelope, InvalidCallError, to_event
+from ingest.normalise import Envelope, InvalidCallError
 from ingest.parse import ParsedBatch, parse_batch, write_key_in
 from ingest.publish import Publisher, PublishError
 from ingest.rate_limit import RateLimiter, retry_after_header_s
+from ingest.record import Record, to_record
 from ingest.refusals import RefusedError, bad_request, field_of, reason_of, retry_later
 from shared.clock import Clock
-from shared.codec import encode
-from shared.events import Event, EventType
+from shared.events import EventType
 
 _SUCCESS = b'{"success":true}'
 _JSON = "application/json"
-
-Record = tuple[bytes, bytes]  # (Kafka key, Kafka value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +97,12 @@ class Ingest:
             raise bad_request(field_of(first), reason_of(first)) from None
         write_key = header_key or self._authenticate_body(call.write_key)
         try:
-            event = to_event(call, call_type, Envelope(received_at, write_key.source))
-            value = _encoded(event)
+            key, value = to_record(call, call_type, Envelope(received_at, write_key.source))
         except InvalidCallError as invalid:
             raise bad_request(invalid.field, invalid.reason) from None
         if len(value) > self._limits.max_event_bytes:
             raise RefusedError(413, "too_large", "body", self._event_too_large(len(value)))
-        await self._publish([(event.partition_key.encode(), value)])
+        await self._publish([(key, value)])
         self._metrics.events_accepted.labels(call_type).inc()
         return Response(_SUCCESS, media_type=_JSON)
 
@@ -151,8 +148,7 @@ class Ingest:
         too_large = 0
         for index, call in parsed.calls:
             try:
-                event = to_event(call, call.type, envelope)
-                value = _encoded(event)
+                key, value = to_record(call, call.type, envelope)
             except InvalidCallError as invalid:
                 rejected.append(Rejection(index=index, field=invalid.field, reason=invalid.reason))
                 continue
@@ -161,7 +157,7 @@ class Ingest:
                 reason = self._event_too_large(len(value))
                 rejected.append(Rejection(index=index, field="item", reason=reason))
                 continue
-            records.append((event.partition_key.encode(), value))
+            records.append((key, value))
             types.append(call.type)
         if parsed.rejected and len(rejected) > len(parsed.rejected):
             rejected.sort(key=lambda r: r.index or 0)
@@ -221,10 +217,3 @@ class Ingest:
 
     def _observe(self, route: str, status: int, started_s: float) -> None:
         self._metrics.observe_request(route, status, time.perf_counter() - started_s)
-
-
-def _encoded(event: Event) -> bytes:
-    try:
-        return encode(event)
-    except TypeError as exc:  # orjson: e.g. a string that is not valid UTF-8
-        raise InvalidCallError("body", f"cannot be encoded as JSON: {exc}") from None

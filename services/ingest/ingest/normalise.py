@@ -54,6 +54,18 @@ _NEEDS_ID: frozenset[EventType] = frozenset(("track", "identify", "page", "scree
 
 
 def to_event(call: AnyCall, call_type: EventType, envelope: Envelope) -> Event:
+    """The call as the shared Event model (the reference for record.py's fast encoding)."""
+    fields = event_fields(call, call_type, envelope)
+    try:
+        return Event(**{name: value for name, value in fields.items() if value is not None})
+    except ValidationError as exc:  # a bound of Event the request models do not mirror
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(to_camel(str(part)) for part in first["loc"]) or "body"
+        raise InvalidCallError(field, first["msg"]) from None
+
+
+def event_fields(call: AnyCall, call_type: EventType, envelope: Envelope) -> dict[str, Any]:
+    """The Event's fields (by Event's names; absent ones None) for one validated call."""
     # A model's __dict__ holds its field values: plain dict reads, no attribute misses.
     given: dict[str, Any] = call.__dict__
     user_id, anonymous_id = given["user_id"], given["anonymous_id"]
@@ -74,15 +86,8 @@ def to_event(call: AnyCall, call_type: EventType, envelope: Envelope) -> Event:
         "source": envelope.source,
     }
     for name in _OWN_FIELDS[call_type]:
-        value = given[name]
-        if value is not None:
-            fields[name] = value
-    try:
-        return Event(**fields)
-    except ValidationError as exc:  # a bound of Event the request models do not mirror
-        first = exc.errors(include_url=False)[0]
-        field = ".".join(to_camel(str(part)) for part in first["loc"]) or "body"
-        raise InvalidCallError(field, first["msg"]) from None
+        fields[name] = given[name]
+    return fields
 
 
 def event_time(
