@@ -401,6 +401,11 @@ async def run() -> None:
         await delete_topics(prefix)
 
     report(results, ceiling, cpu)
+    busiest = max(cpu[r.name][1] / r.elapsed_s for r in results[1:])
+    print(
+        f"load generator used at most {busiest:.0%} of a core in the HTTP phases "
+        f"({'it may have been the bottleneck' if busiest > 0.8 else 'not the bottleneck'})"
+    )
     batch, track70 = results[1], results[3]
     peak_mib, end_mib = peak_rss_kb / 1024, rss_kb / 1024
     print(f"\ningest peak RSS (VmHWM): {peak_mib:.1f} MiB (at the end: {end_mib:.1f} MiB)")
