@@ -87,6 +87,7 @@ class Ingest:
         received_at = self._clock.now()
         check_content_type(request.headers.get("content-type"))
         header_key = self._authenticate_header(request)
+        self._admit()
         body = await read_body(request, limit_bytes=self._limits.max_event_bytes, what="event")
         try:
             call = self._single_adapters[call_type].validate_json(body)
@@ -110,6 +111,7 @@ class Ingest:
         received_at = self._clock.now()
         check_content_type(request.headers.get("content-type"))
         header_key = self._authenticate_header(request)
+        self._admit()
         body = await read_body(request, limit_bytes=self._limits.max_body_bytes, what="batch")
         try:
             parsed = parse_batch(body)
@@ -191,6 +193,14 @@ class Ingest:
                 status=429,
             )
         return write_key
+
+    def _admit(self) -> None:
+        """503 before reading the body when the broker is away or the in-flight bound is full:
+        memory stays bounded by what is admitted, not by what clients send."""
+        try:
+            self._publisher.admit()
+        except PublishError as exc:
+            raise retry_later(exc.code, str(exc), self._limits.retry_after_s) from None
 
     async def _publish(self, records: list[Record]) -> None:
         started_s = time.perf_counter()

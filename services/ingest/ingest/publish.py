@@ -78,6 +78,13 @@ class Publisher:
     def connected(self) -> bool:
         return self._link.producer is not None
 
+    def admit(self) -> None:
+        """Refuse at once, before a body is read, when no event could be taken now."""
+        if self._link.producer is None:
+            raise BrokerUnavailableError("the Kafka broker cannot be reached")
+        if self._in_flight.count >= self._in_flight.limit:
+            raise OverloadedError(f"{self._in_flight.count} events are waiting for Kafka")
+
     async def publish(self, records: Sequence[tuple[bytes, bytes]]) -> None:
         """Send every (key, value) and return when Kafka acknowledged all of them."""
         producer = self._link.producer
