@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 
@@ -37,15 +37,19 @@ DbDep = Annotated[Database, Depends(_db)]
 router = APIRouter(prefix="/v1")
 
 
-def _unknown_user(user_id: str) -> ORJSONResponse:
-    return ORJSONResponse(
+def _json(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def _unknown_user(user_id: str) -> Response:
+    return _json(
         {"error": "unknown_user", "detail": f"no profile for user id {user_id!r}"},
         status_code=404,
     )
 
 
 @router.get("/users/{user_id}", response_model=None)
-async def get_user(user_id: str, db: DbDep) -> ORJSONResponse:
+async def get_user(user_id: str, db: DbDep) -> Response:
     async with db.read() as conn:
         stored = await queries.find_user(conn, user_id)
     if stored is None:
@@ -57,7 +61,7 @@ async def get_user(user_id: str, db: DbDep) -> ORJSONResponse:
         **profile_of(state).model_dump(mode="json"),
         "next_due_at": state.next_due_at.isoformat() if state.next_due_at else None,
     }
-    return ORJSONResponse(body)
+    return _json(body)
 
 
 @router.get("/users/{user_id}/transitions", response_model=None)
@@ -77,11 +81,11 @@ async def get_transitions(
     return Response(content, media_type="application/json")
 
 
-@router.get("/stages")
-async def get_stages(db: DbDep) -> ORJSONResponse:
+@router.get("/stages", response_model=None)
+async def get_stages(db: DbDep) -> Response:
     async with db.read() as conn:
         counts = await queries.users_per_stage(conn)
-    return ORJSONResponse({"stages": counts, "total": sum(counts.values())})
+    return _json({"stages": counts, "total": sum(counts.values())})
 
 
 def create_app(

@@ -266,3 +266,58 @@ def kinds(transitions: Sequence[dict[str, Any]]) -> list[tuple[str, str, str | N
         for t in transitions
         if t["data"]["kind"] == "stage_changed"
     ]
+
+
+@asynccontextmanager
+async def extra_database(database_url: str) -> AsyncIterator[str]:
+    """A second database of the test's own on the same server, dropped afterwards."""
+    import uuid
+
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    base = make_url(database_url)
+    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(admin, timeout=10)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        conn = await asyncpg.connect(admin, timeout=10)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+@asynccontextmanager
+async def extra_topic(bootstrap: str, name: str) -> AsyncIterator[str]:
+    """A topic of the test's own beside the fixture's, deleted afterwards."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from shared.kafka.admin import ensure_topics
+
+    await ensure_topics(bootstrap, [name], partitions=3)
+    try:
+        yield name
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([name])
+        finally:
+            await admin.close()
+
+
+async def due_rows(database_url: str, now: datetime) -> int:
+    db = Database(make_engine(database_url))
+    try:
+        async with db.read() as conn:
+            query = select(users.c.user_id).where(users.c.next_due_at <= now)
+            return len((await conn.execute(query)).all())
+    finally:
+        await db.dispose()

@@ -1,0 +1,83 @@
+"""Poison messages go to the dead-letter topic and their partition moves on; too many
+in a row stop the engine without moving past them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import orjson
+from stage_engine.decode import TooManyPoisonMessagesError
+from stage_engine.main import migrate_database, start_engine
+
+from shared.kafka.dead_letter import HEADER_ERROR, HEADER_SOURCE_OFFSET
+from shared.topics import Topics, dead_letter_topic
+from tests.integration.stage_engine.support import (
+    T0,
+    consumed_offsets,
+    event,
+    produce,
+    produce_raw,
+    read_topic,
+    running_engine,
+    settings_for,
+    stored_states,
+    wait_until_drained,
+)
+from tests.waiting import eventually
+
+
+async def test_poison_message_goes_to_dead_letters_and_partition_moves_on(
+    topics: Topics, kafka_bootstrap: str, fresh_database_url: str
+) -> None:
+    settings = settings_for(topics, kafka_bootstrap, fresh_database_url)
+    async with running_engine(settings):
+        await produce(kafka_bootstrap, topics.events, [event("m1", at=T0, user_id="before")])
+        await produce_raw(kafka_bootstrap, topics.events, b"before", b"{not json")
+        invalid = {"message_id": "m2", "type": "track", "user_id": "x", "timestamp": "yesterday"}
+        await produce_raw(kafka_bootstrap, topics.events, b"before", orjson.dumps(invalid))
+        later = event("m3", at=T0 + timedelta(hours=1), user_id="before")
+        await produce(kafka_bootstrap, topics.events, [later])
+        await wait_until_drained(kafka_bootstrap, settings)
+
+        letters = await eventually(
+            lambda: read_topic(kafka_bootstrap, dead_letter_topic(topics.events)),
+            until=lambda got: len(got) == 2,
+            what="two dead letters",
+        )
+    errors = sorted(dict(letter.headers)[HEADER_ERROR].decode() for letter in letters)
+    assert errors[0].startswith("invalid Event: field 'timestamp'"), errors
+    assert errors[1].startswith("invalid Event: not JSON"), errors
+    assert {letter.value for letter in letters} == {b"{not json", orjson.dumps(invalid)}
+    assert all(HEADER_SOURCE_OFFSET in dict(letter.headers) for letter in letters)
+    # The event after the poison messages was applied.
+    states = await stored_states(fresh_database_url)
+    assert set(states) == {"before"}
+    assert states["before"]["last_event_at"] == later.timestamp.isoformat()
+
+
+async def test_too_many_poison_messages_in_a_row_stop_the_engine(
+    topics: Topics, kafka_bootstrap: str, fresh_database_url: str
+) -> None:
+    settings = settings_for(
+        topics, kafka_bootstrap, fresh_database_url, stage_max_consecutive_poison=2
+    )
+    for _ in range(3):
+        await produce_raw(kafka_bootstrap, topics.events, b"k", b"garbage")
+    await migrate_database(settings)
+    failures: list[BaseException] = []
+    engine = await start_engine(settings, on_failure=failures.append)
+    try:
+        await eventually(
+            lambda: _value(failures), until=bool, timeout_s=30, what="the engine to stop"
+        )
+    finally:
+        await engine.stop()
+    assert isinstance(failures[0], TooManyPoisonMessagesError)
+    assert "STAGE_MAX_CONSECUTIVE_POISON=2" in str(failures[0])
+    # Nothing moved: a restart (after the cause is fixed) sees the same messages again.
+    assert set((await consumed_offsets(fresh_database_url, topics.events)).values()) == {0}
+    assert await read_topic(kafka_bootstrap, dead_letter_topic(topics.events)) == []
+
+
+async def _value(failures: list[BaseException]) -> list[BaseException]:
+    return failures
