@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
+import orjson
 from fastapi import APIRouter, Response
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CollectorRegistry
 
 from shared.metrics import METRICS_CONTENT_TYPE, render
@@ -24,11 +25,11 @@ def ops_router(
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
-    async def healthz() -> ORJSONResponse:
-        return ORJSONResponse({"status": "ok"})
+    async def healthz() -> Response:
+        return _json({"status": "ok"})
 
     @router.get("/readyz")
-    async def readyz() -> ORJSONResponse:
+    async def readyz() -> Response:
         names = list(readiness_checks)
         results = await asyncio.gather(
             *(_bounded(readiness_checks[name], check_timeout_s) for name in names)
@@ -36,7 +37,7 @@ def ops_router(
         checks = dict(zip(names, results, strict=True))
         ready = all(checks.values())
         body = {"status": "ready" if ready else "not ready", "checks": checks}
-        return ORJSONResponse(body, status_code=200 if ready else 503)
+        return _json(body, status_code=200 if ready else 503)
 
     @router.get("/metrics")
     async def metrics() -> Response:
@@ -50,3 +51,7 @@ async def _bounded(check: ReadinessCheck, timeout_s: float) -> bool:
         return await asyncio.wait_for(check(), timeout=timeout_s)
     except (TimeoutError, OSError):
         return False
+
+
+def _json(body: dict[str, Any], *, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
