@@ -48,6 +48,12 @@ def parse_args(argv: Sequence[str] | None, settings: RunSettings) -> argparse.Na
     parser.add_argument("--seed", type=int, default=settings.run_seed)
     parser.add_argument("--seconds-per-day", type=float, default=settings.run_seconds_per_day)
     parser.add_argument(
+        "--max-lag-days",
+        type=float,
+        default=settings.run_max_lag_days,
+        help="hold simulated time while a service lags more (simulated days; 0 = never)",
+    )
+    parser.add_argument(
         "--headless",
         action="store_true",
         default=settings.run_headless,
@@ -223,6 +229,7 @@ async def _simulate(
         seconds_per_day=args.seconds_per_day,
         headless=args.headless,
         report=paths.report,
+        max_lag_days=args.max_lag_days,
     )
     sim_settings = settings.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
     await run_simulation(

@@ -46,6 +46,7 @@ class RunSettings(SimulatorSettings):
     run_days: int = Field(default=60, ge=1)
     run_seed: int = 7
     run_seconds_per_day: float = Field(default=1.0, gt=0)
+    run_max_lag_days: float = Field(default=1.0, ge=0)
     run_headless: bool = False
     run_duration_seconds: float | None = Field(default=None, gt=0)
     run_fresh: bool = False

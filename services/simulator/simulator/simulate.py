@@ -36,6 +36,12 @@ class Pacing:
     refresh_seconds: float = 1.0
     drain_seconds: float = 30.0  # at most this long waiting for the pipeline to settle at the end
     settle_seconds: float = 4.0  # figures unchanged this long = settled
+    # Backpressure: before each simulated day, wait while the engine or the notifier is
+    # more than this many simulated days behind (0 = never wait), so that answers to
+    # messages still fall in the recall window; at most `max_hold_days_of_wall` times a
+    # day's wall time per day, so a quiet population (no transitions) cannot stall it.
+    max_lag_days: float = 1.0
+    max_hold_days_of_wall: float = 10.0
 
 
 class Simulation:
@@ -84,6 +90,7 @@ class Simulation:
         step_wall_s = pacing.seconds_per_day / pacing.steps_per_day
         began = time.monotonic()
         for day in range(self._world.shape.days):
+            began += await self._hold_while_behind()
             self._push(self._world.plan_day(day))
             for index in range(pacing.steps_per_day):
                 self._answer_notices()
@@ -93,6 +100,28 @@ class Simulation:
                 number = day * pacing.steps_per_day + index + 1
                 # Pacing, not synchronisation: hold simulated time to the wall-clock rate.
                 await asyncio.sleep(max(0.0, began + number * step_wall_s - time.monotonic()))
+
+    async def _hold_while_behind(self) -> float:
+        """Let a lagging pipeline catch up, so answers to messages come in time to count.
+
+        Returns the wall seconds waited (the pacing baseline moves by as much).
+        """
+        pacing = self._pacing
+        if pacing.max_lag_days <= 0:
+            return 0.0
+        began = time.monotonic()
+        deadline = began + pacing.max_hold_days_of_wall * pacing.seconds_per_day
+        while time.monotonic() < deadline:
+            if not self._behind(pacing.max_lag_days):
+                break
+            await asyncio.sleep(0.1)  # polling the pipeline's progress, bounded by the deadline
+        held = time.monotonic() - began
+        self.stats.held_seconds += held
+        return held
+
+    def _behind(self, max_lag_days: float) -> bool:
+        lags = (self.stats.engine_lag_days(), self.stats.notifier_lag_days())
+        return any(lag is not None and lag > max_lag_days for lag in lags)
 
     def _answer_notices(self) -> None:
         while self._watch.notices:

@@ -37,6 +37,7 @@ class SimulateOptions:
     seconds_per_day: float = 1.0
     headless: bool = False
     report: Path | None = None
+    max_lag_days: float = 1.0
 
 
 def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +46,13 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="random seed: same seed, same users")
     parser.add_argument(
         "--seconds-per-day", type=float, default=1.0, help="wall seconds per simulated day (1.0)"
+    )
+    parser.add_argument(
+        "--max-lag-days",
+        type=float,
+        default=1.0,
+        help="hold simulated time while a service is more than this many simulated days "
+        "behind (1.0; 0 = never hold)",
     )
     parser.add_argument("--headless", action="store_true", help="plain progress lines, no view")
     parser.add_argument("--report", type=Path, help="write the final figures as JSON here")
@@ -65,6 +73,7 @@ def options_from(args: argparse.Namespace) -> SimulateOptions:
         seconds_per_day=args.seconds_per_day,
         headless=args.headless,
         report=args.report,
+        max_lag_days=args.max_lag_days,
     )
 
 
@@ -112,7 +121,7 @@ async def run_simulation(
         watch=watch,
         probe=probe,
         stats=stats,
-        pacing=Pacing(seconds_per_day=options.seconds_per_day),
+        pacing=Pacing(seconds_per_day=options.seconds_per_day, max_lag_days=options.max_lag_days),
     )
     try:
         await watch.start()

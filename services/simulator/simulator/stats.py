@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.notifications import NotificationOutcome
+from shared.notifications import NotificationOutcome, OutcomeResult
 from shared.transitions import Stage, Transition, TransitionKind
 
 STAGES = tuple(stage.value for stage in Stage)
 REACTIVATED = "reactivated"
 # Columns of "transitions per simulated day": entering each stage, and returns.
 TRANSITION_COLUMNS = (*STAGES, REACTIVATED)
+MAX_REMEMBERED_TRANSITIONS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +54,22 @@ def recall_rows(report: dict[str, Any]) -> list[RecallRow]:
     return rows
 
 
-def recall_total(rows: list[RecallRow]) -> RecallRow:
-    """All rules together, each rule counted once.
+def recall_total(rows: list[RecallRow], rules: set[str] | None = None) -> RecallRow:
+    """All rules together (or those named in `rules`), each rule counted once.
 
     The rows of one rule's channels describe the same audience, so summing them
     would count a user once per channel; each rule's largest row stands for it.
     """
     per_rule: dict[str, RecallRow] = {}
     for row in rows:
+        if rules is not None and row.rule not in rules:
+            continue
         kept = per_rule.get(row.rule)
         if kept is None or row.treated + row.held_out > kept.treated + kept.held_out:
             per_rule[row.rule] = row
     chosen = per_rule.values()
     return RecallRow(
-        rule="all rules",
+        rule="all rules" if rules is None else "recall rules",
         channel="",
         treated=sum(row.treated for row in chosen),
         held_out=sum(row.held_out for row in chosen),
@@ -90,12 +93,48 @@ class LiveStats:
     recall: list[RecallRow] = field(default_factory=list)
     undecodable_records: int = 0
     finished: bool = False
+    # How far behind each service is, in simulated time. The engine: the newest
+    # transition on the topic (its event clock). The notifier: how old, on its own
+    # event clock, the transition of the latest message it sent was (an outcome names
+    # its transition; the watch saw that transition's time).
+    engine_time: datetime | None = None
+    notifier_lag: timedelta | None = None
+    held_seconds: float = 0.0  # wall time simulated time waited for the pipeline
+    transition_times: dict[str, datetime] = field(default_factory=dict)
+    # Rules seen answering a user's move to silent or churned: their reactivation rate
+    # is the recall rate proper (the other rules' audiences were still active).
+    recall_rules: set[str] = field(default_factory=set)
+    _lapsed: set[str] = field(default_factory=set)  # ids of such transitions
 
     @property
     def sim_day(self) -> float:
         return (self.sim_now - self.start) / timedelta(days=1)
 
+    def engine_lag_days(self) -> float | None:
+        """Simulated days between the simulation and the newest transition."""
+        if self.engine_time is None:
+            return None
+        return max(0.0, (self.sim_now - self.engine_time) / timedelta(days=1))
+
+    def notifier_lag_days(self) -> float | None:
+        """Simulated days between a transition and the notifier's send for it, lately."""
+        if self.notifier_lag is None:
+            return None
+        return max(0.0, self.notifier_lag / timedelta(days=1))
+
     def count_transition(self, transition: Transition) -> None:
+        if self.engine_time is None or transition.time > self.engine_time:
+            self.engine_time = transition.time
+        if len(self.transition_times) >= MAX_REMEMBERED_TRANSITIONS:
+            # Bounded memory: forget the older half (their outcomes are long in).
+            keep = sorted(self.transition_times.items(), key=lambda item: item[1])
+            self.transition_times = dict(keep[len(keep) // 2 :])
+        self.transition_times[transition.id] = transition.time
+        lapsed = transition.data.to_stage in (Stage.SILENT, Stage.CHURNED)
+        if transition.data.kind is TransitionKind.STAGE_CHANGED and lapsed:
+            if len(self._lapsed) >= MAX_REMEMBERED_TRANSITIONS:
+                self._lapsed.clear()  # bounded memory; rules seen so far are kept
+            self._lapsed.add(transition.id)
         data = transition.data
         if data.kind is not TransitionKind.STAGE_CHANGED:
             return
@@ -106,6 +145,13 @@ class LiveStats:
         self.transitions_by_day.setdefault(day, Counter())[column] += 1
 
     def count_outcome(self, outcome: NotificationOutcome) -> None:
+        # Sends measure the notifier's backlog: skips and deferrals are decided at once,
+        # while sends wait for a free sender (and quiet hours, up to about half a day).
+        if outcome.transition_id in self._lapsed:
+            self.recall_rules.add(outcome.rule)
+        transition_time = self.transition_times.get(outcome.transition_id)
+        if outcome.result is OutcomeResult.SENT and transition_time is not None:
+            self.notifier_lag = outcome.occurred_at - transition_time
         self.actions.setdefault(outcome.channel, Counter())[outcome.result.value] += 1
 
     def set_stages(self, body: dict[str, Any]) -> None:
@@ -120,20 +166,26 @@ class LiveStats:
             total.update(counts)
         return total
 
+    def recall_headline(self) -> RecallRow:
+        """Recall rules only, once they are known; every rule until then."""
+        return recall_total(self.recall, self.recall_rules or None)
+
     def summary(self) -> dict[str, Any]:
         """A JSON-ready digest, for the final report file and the headless lines."""
-        total = recall_total(self.recall)
+        total = self.recall_headline()
         return {
             "sim_day": round(self.sim_day, 2),
             "days": self.days,
             "calls_sent": self.calls_sent,
             "calls_rejected": self.calls_rejected,
             "answers_planned": self.answers_planned,
+            "held_seconds": round(self.held_seconds, 1),
             "stages": dict(self.stages),
             "stages_total": self.stages_total,
             "transitions": dict(self.transitions_total()),
             "actions": {channel: dict(counts) for channel, counts in sorted(self.actions.items())},
             "recall": {
+                "rules": sorted(self.recall_rules),
                 "treated": total.treated,
                 "held_out": total.held_out,
                 "treated_rate": total.treated_rate,

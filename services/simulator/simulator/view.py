@@ -59,12 +59,15 @@ def actions_table(stats: LiveStats) -> Table:
     return table
 
 
-def recall_table(rows: Sequence[RecallRow], *, limit: int = 6) -> Table:
+def recall_table(
+    rows: Sequence[RecallRow], *, limit: int = 6, headline: RecallRow | None = None
+) -> Table:
     table = Table(title="recall: treated vs holdout (14 d)", title_justify="left", expand=True)
     for column in ("rule", "channel", "treated", "rate", "held out", "rate ", "lift"):
         table.add_column(column, justify="left" if column in ("rule", "channel") else "right")
     ranked = sorted(rows, key=lambda row: row.treated + row.held_out, reverse=True)[:limit]
-    for row in [*ranked, recall_total(list(rows))]:
+    totals = [recall_total(list(rows))] + ([headline] if headline is not None else [])
+    for row in [*ranked, *totals]:
         table.add_row(
             row.rule,
             row.channel,
@@ -77,12 +80,23 @@ def recall_table(rows: Sequence[RecallRow], *, limit: int = 6) -> Table:
     return table
 
 
+def _lag(days: float | None) -> str:
+    return "n/a" if days is None else f"{days:.1f} d"
+
+
+def _headline(stats: LiveStats) -> RecallRow | None:
+    return stats.recall_headline() if stats.recall_rules else None
+
+
 def header(stats: LiveStats, *, note: str | None = None) -> Panel:
     done = "finished" if stats.finished else "running"
     lines = [
         f"simulated day {stats.sim_day:5.1f} / {stats.days}  ({done})",
         f"calls sent {stats.calls_sent}  rejected {stats.calls_rejected}  "
         f"answers to messages {stats.answers_planned}",
+        f"stage engine {_lag(stats.engine_lag_days())} behind the simulation, "
+        f"notifier sends {_lag(stats.notifier_lag_days())} after a transition; "
+        f"simulation waited {stats.held_seconds:.0f} s for them",
     ]
     if note:
         lines.append(note)
@@ -95,7 +109,10 @@ def live_view(stats: LiveStats, *, note: str | None = None) -> RenderableType:
     top.add_column(ratio=1)
     top.add_row(stages_table(stats), actions_table(stats))
     return Group(
-        header(stats, note=note), top, transitions_table(stats), recall_table(stats.recall)
+        header(stats, note=note),
+        top,
+        transitions_table(stats),
+        recall_table(stats.recall, headline=_headline(stats)),
     )
 
 
@@ -110,7 +127,7 @@ def final_report(stats: LiveStats) -> RenderableType:
         stages_table(stats),
         totals,
         actions_table(stats),
-        recall_table(stats.recall, limit=20),
+        recall_table(stats.recall, limit=20, headline=_headline(stats)),
     )
 
 
@@ -120,10 +137,11 @@ def progress_line(stats: LiveStats) -> str:
     sent = " ".join(
         f"{channel}={counts.get('sent', 0)}" for channel, counts in sorted(stats.actions.items())
     )
-    total = recall_total(stats.recall)
+    total = stats.recall_headline()
     return (
         f"day {stats.sim_day:5.1f}/{stats.days} calls={stats.calls_sent} "
         f"rejected={stats.calls_rejected} answers={stats.answers_planned} | stages {stages} | "
         f"sent {sent or '-'} | recall treated {_rate(total.treated_rate)} "
-        f"holdout {_rate(total.held_out_rate)}"
+        f"holdout {_rate(total.held_out_rate)} | lag engine {_lag(stats.engine_lag_days())} "
+        f"notifier {_lag(stats.notifier_lag_days())}"
     )

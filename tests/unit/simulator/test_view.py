@@ -1,8 +1,9 @@
-"""The live view's figures: transitions per simulated day, actions by channel, recall."""
+"""The live view's figures: transitions per simulated day, actions by channel, recall, lag."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from rich.console import Console
 from simulator.stats import LiveStats, recall_rows, recall_total
@@ -15,58 +16,56 @@ from tests.contracts import sample_outcome, sample_transition
 START = datetime(2025, 1, 6, tzinfo=UTC)
 
 
+def recall_row(rule: str, channel: str, counts: tuple[int, int, int, int]) -> dict[str, Any]:
+    treated, held_out, treated_back, held_out_back = counts
+    return {
+        "rule": rule,
+        "channel": channel,
+        "treated": treated,
+        "held_out": held_out,
+        "treated_reactivated": treated_back,
+        "held_out_reactivated": held_out_back,
+    }
+
+
 def stats_with_data() -> LiveStats:
     stats = LiveStats(start=START, days=60, sim_now=START + timedelta(days=12, hours=8))
     base = sample_transition()
+    moves = {}
     for day, to_stage, reason in [
         (3, Stage.SILENT, "inactivity"),
         (3, Stage.ACTIVE, "reactivated"),
         (4, Stage.CHURNED, "churn"),
     ]:
         data = base.data.model_copy(update={"to_stage": to_stage, "reason": reason})
-        stats.count_transition(Transition.build(data, START + timedelta(days=day, hours=1), reason))
+        moves[reason] = Transition.build(data, START + timedelta(days=day, hours=1), reason)
+        stats.count_transition(moves[reason])
     milestone = TransitionData.model_validate(
         base.data.model_dump() | {"kind": TransitionKind.INACTIVITY_MILESTONE, "milestone_days": 3}
     )
-    stats.count_transition(Transition.build(milestone, START + timedelta(days=3), "m3"))
-    earlier_run = Transition.build(base.data, START - timedelta(days=2), "old")
-    stats.count_transition(earlier_run)
-    stats.count_outcome(sample_outcome())
+    stats.count_transition(Transition.build(milestone, START + timedelta(days=5), "m3"))
+    stats.count_transition(Transition.build(base.data, START - timedelta(days=2), "earlier run"))
+    stats.count_outcome(sample_outcome())  # of a transition this run never saw
     stats.count_outcome(sample_outcome().model_copy(update={"result": OutcomeResult.SKIPPED}))
+    # silent_wakeup answers the day-3 move to silent, 6 simulated hours after it.
+    stats.count_outcome(
+        sample_outcome().model_copy(
+            update={
+                "transition_id": moves["inactivity"].id,
+                "rule": "silent_wakeup",
+                "occurred_at": moves["inactivity"].time + timedelta(hours=6),
+            }
+        )
+    )
     stats.set_stages(
         {"stages": {"prospect": 5, "new": 3, "active": 9, "silent": 2, "churned": 1}, "total": 20}
     )
-    stats.recall = recall_rows(
-        {
-            "window_days": 14,
-            "rows": [
-                {
-                    "rule": "silent_wakeup",
-                    "channel": "coupon",
-                    "treated": 40,
-                    "held_out": 5,
-                    "treated_reactivated": 20,
-                    "held_out_reactivated": 1,
-                },
-                {
-                    "rule": "silent_wakeup",
-                    "channel": "email",
-                    "treated": 40,
-                    "held_out": 5,
-                    "treated_reactivated": 20,
-                    "held_out_reactivated": 1,
-                },
-                {
-                    "rule": "churned_winback",
-                    "channel": "call",
-                    "treated": 10,
-                    "held_out": 0,
-                    "treated_reactivated": 2,
-                    "held_out_reactivated": 0,
-                },
-            ],
-        }
-    )
+    rows = [
+        recall_row("silent_wakeup", "coupon", (40, 5, 20, 1)),
+        recall_row("silent_wakeup", "email", (40, 5, 20, 1)),
+        recall_row("welcome", "email", (10, 2, 2, 0)),
+    ]
+    stats.recall = recall_rows({"window_days": 14, "rows": rows})
     return stats
 
 
@@ -76,14 +75,25 @@ def test_stage_changes_are_counted_per_simulated_day_and_reactivations_apart() -
         3: {"silent": 1, "reactivated": 1},
         4: {"churned": 1},
     }
-    assert stats.actions == {"coupon": {"sent": 1, "skipped": 1}}
+    assert stats.actions == {"coupon": {"sent": 2, "skipped": 1}}
 
 
-def test_recall_adds_up_over_rules_counting_each_rule_once() -> None:
-    total = recall_total(stats_with_data().recall)
-    assert (total.treated, total.held_out) == (50, 5)
-    assert total.treated_rate == 22 / 50
-    assert total.held_out_rate == 1 / 5
+def test_lag_of_the_engine_and_of_the_notifier_in_simulated_days() -> None:
+    stats = stats_with_data()
+    assert stats.engine_time == START + timedelta(days=5)
+    assert stats.engine_lag_days() == (timedelta(days=7, hours=8) / timedelta(days=1))
+    assert stats.notifier_lag_days() == 0.25
+
+
+def test_recall_counts_each_rule_once_and_the_headline_only_recall_rules() -> None:
+    stats = stats_with_data()
+    everything = recall_total(stats.recall)
+    assert (everything.treated, everything.held_out) == (50, 7)
+    assert stats.recall_rules == {"silent_wakeup"}
+    headline = stats.recall_headline()
+    assert (headline.treated, headline.held_out) == (40, 5)
+    assert headline.treated_rate == 0.5
+    assert headline.held_out_rate == 0.2
 
 
 def test_the_views_show_every_figure() -> None:
@@ -92,9 +102,10 @@ def test_the_views_show_every_figure() -> None:
     console.print(live_view(stats))
     console.print(final_report(stats))
     text = console.export_text()
-    for expected in ("churned", "silent_wakeup", "+24.0 pts", "coupon", "12.3 / 60", "reactivated"):
+    for expected in ("churned", "silent_wakeup", "recall rules", "+30.0 pts", "12.3 / 60"):
         assert expected in text
     line = progress_line(stats)
     assert "prospect=5 new=3 active=9 silent=2 churned=1" in line
-    assert "treated 44.0% holdout 20.0%" in line
-    assert stats.summary()["stages_total"] == 20
+    assert "treated 50.0% holdout 20.0%" in line
+    assert "lag engine 7.3 d notifier 0.2 d" in line
+    assert stats.summary()["recall"]["rules"] == ["silent_wakeup"]
