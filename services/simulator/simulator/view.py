@@ -94,9 +94,8 @@ def header(stats: LiveStats, *, note: str | None = None) -> Panel:
         f"simulated day {stats.sim_day:5.1f} / {stats.days}  ({done})",
         f"calls sent {stats.calls_sent}  rejected {stats.calls_rejected}  "
         f"answers to messages {stats.answers_planned}",
-        f"stage engine {_lag(stats.engine_lag_days())} behind the simulation, "
-        f"notifier sends {_lag(stats.notifier_lag_days())} after a transition; "
-        f"simulation waited {stats.held_seconds:.0f} s for them",
+        f"lag (simulated days): stage engine {_lag(stats.engine_lag_days())}, "
+        f"notifier {_lag(stats.notifier_lag_days())}; waited {stats.held_seconds:.0f} s for them",
     ]
     if note:
         lines.append(note)
