@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from shared.errors import LifecycleError
 from shared.kafka.admin import ensure_topics
@@ -249,7 +250,11 @@ def _print_links(
     database_url: str | None,
 ) -> None:
     host = "http://127.0.0.1"
-    store = database_url or f"SQLite files {paths.state_dir}/stage-engine.db, notifier.db"
+    store = (
+        make_url(database_url).render_as_string(hide_password=True)
+        if database_url
+        else f"SQLite files {paths.state_dir}/stage-engine.db, notifier.db"
+    )
     lines = [
         "Lifecycle is running. Where to look:",
         f"  ingest        {host}:{settings.ingest_port}/v1/batch  (write key {write_key})",

@@ -30,7 +30,12 @@ async def _script(root: Path, action: str) -> tuple[int, str, str]:
         stderr=asyncio.subprocess.PIPE,
         cwd=root,
     )
-    out, err = await process.communicate()
+    try:
+        out, err = await process.communicate()
+    except asyncio.CancelledError:
+        process.kill()  # not left starting a broker nobody will stop
+        await process.wait()
+        raise
     return process.returncode or 0, out.decode(), err.decode()
 
 
@@ -46,7 +51,12 @@ async def ensure_local_kafka(root: Path) -> Broker:
     code, out, _ = await _script(root, "status")
     if code == 0 and (bootstrap := _bootstrap_from(out)):
         return Broker(bootstrap, started_here=False)
-    code, out, err = await _script(root, "start")
+    try:
+        code, out, err = await _script(root, "start")
+    except asyncio.CancelledError:
+        # Ctrl-C while the broker starts: the script dies with us, the broker (setsid) would not.
+        await _script(root, "stop")
+        raise
     bootstrap = _bootstrap_from(out)
     if code != 0 or not bootstrap:
         raise KafkaStartError(f"deploy/local/kafka.sh start failed (exit {code}):\n{err}{out}")
