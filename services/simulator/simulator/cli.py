@@ -15,7 +15,7 @@ from rich.console import Console
 
 from shared.errors import LifecycleError
 from shared.settings import load_settings
-from simulator.import_cmd import add_import_arguments, run_import
+from simulator.import_cmd import IMPORT_DESCRIPTION, add_import_arguments, run_import
 from simulator.settings import SimulatorSettings
 from simulator.simulate_cmd import add_simulate_arguments, options_from, run_simulation
 
@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--id-prefix", default="", help="prefix of user and message ids")
     simulate.add_argument("--write-key", help="ingest write key (default: LIFECYCLE_WRITE_KEY)")
     importer = commands.add_parser(
-        "import", help="send events from a CSV or JSONL file through ingest, in event-time order"
+        "import",
+        help="send events from a CSV or JSONL file through ingest, in event-time order",
+        description=IMPORT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_import_arguments(importer)
     return parser

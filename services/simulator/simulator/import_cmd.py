@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from simulator.importer import mapping as mapping_module
 from simulator.importer.checkpoint import CheckpointMismatchError, checkpoint_path
 from simulator.importer.mapping import ColumnMapping
 from simulator.importer.reader import InputError, ParsedFile, detect_format, parse_file
@@ -18,6 +19,17 @@ from simulator.ingest_client import IngestClient, IngestError, IngestUnavailable
 from simulator.settings import SimulatorSettings
 
 EXIT_INTERRUPTED = 130
+IMPORT_DESCRIPTION = f"""\
+Send a history of events through ingest's /v1/batch, oldest first, so that the stage
+engine in event-time mode ends with every user's stage as of the end of the data.
+
+{mapping_module.__doc__.split(chr(10), 1)[1].strip() if mapping_module.__doc__ else ""}
+
+Bad rows are reported as FILE:LINE: reason and skipped. After each batch ingest
+acknowledged, FILE.import-checkpoint.json records how far the import got: run the same
+command again to resume (Ctrl-C stops after the batch in flight; after a kill -9 at most
+that one batch is sent again, with the same message ids, which the engine drops).
+"""
 
 
 def add_import_arguments(parser: argparse.ArgumentParser) -> None:

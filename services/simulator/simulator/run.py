@@ -43,11 +43,20 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def parse_args(argv: Sequence[str] | None, settings: RunSettings) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="make run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=settings.run_users)
-    parser.add_argument("--days", type=int, default=settings.run_days)
-    parser.add_argument("--seed", type=int, default=settings.run_seed)
-    parser.add_argument("--seconds-per-day", type=float, default=settings.run_seconds_per_day)
+    parser = argparse.ArgumentParser(
+        prog="make run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--users", type=int, default=settings.run_users, help="(2000)")
+    parser.add_argument("--days", type=int, default=settings.run_days, help="(60)")
+    parser.add_argument("--seed", type=int, default=settings.run_seed, help="(7)")
+    parser.add_argument(
+        "--seconds-per-day",
+        type=float,
+        default=settings.run_seconds_per_day,
+        help="wall seconds per simulated day (1.0)",
+    )
     parser.add_argument(
         "--max-lag-days",
         type=float,
