@@ -14,18 +14,32 @@ import asyncio
 import contextlib
 import heapq
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from simulator.calls import Call
-from simulator.ingest_client import IngestClient
-from simulator.model import World
-from simulator.probes import ServiceProbe
+from simulator.ingest_client import BatchSender
+from simulator.model import Notice, World
 from simulator.stats import LiveStats
-from simulator.watch import TopicWatch
 
 OnUpdate = Callable[[LiveStats], None]
+
+
+class Watch(Protocol):
+    """What users received (simulator.watch.TopicWatch reads it from the topics)."""
+
+    notices: deque[Notice]
+
+    async def poll(self, timeout_ms: int = 200) -> int: ...
+
+
+class Probe(Protocol):
+    """The services' own figures (simulator.probes.ServiceProbe asks their HTTP APIs)."""
+
+    async def refresh(self, stats: LiveStats) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +63,9 @@ class Simulation:
         self,
         world: World,
         *,
-        ingest: IngestClient,
-        watch: TopicWatch,
-        probe: ServiceProbe,
+        ingest: BatchSender,
+        watch: Watch,
+        probe: Probe,
         stats: LiveStats,
         pacing: Pacing,
     ) -> None:
@@ -63,6 +77,7 @@ class Simulation:
         self.stats = stats
         self._queue: list[tuple[datetime, int, Call]] = []
         self._pushed = 0
+        self._background: list[asyncio.Task[None]] = []
 
     async def run(self, on_update: OnUpdate) -> LiveStats:
         """Send every day's calls, wait for the pipeline to settle, return the final figures."""
@@ -70,6 +85,7 @@ class Simulation:
             asyncio.create_task(self._watch_forever(), name="watch"),
             asyncio.create_task(self._refresh_forever(on_update), name="refresh"),
         ]
+        self._background = background
         try:
             await self._advance_days()
             await self._drain(on_update)
@@ -124,6 +140,9 @@ class Simulation:
         return any(lag is not None and lag > max_lag_days for lag in lags)
 
     def _answer_notices(self) -> None:
+        for task in self._background:
+            if task.done():
+                task.result()  # a watcher or refresher that died stops the run with its error
         while self._watch.notices:
             notice = self._watch.notices.popleft()
             answer = self._world.respond(notice, self.stats.sim_now)
