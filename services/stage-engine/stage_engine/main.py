@@ -81,7 +81,11 @@ async def start_engine(
         settings.kafka_bootstrap_servers,
         group_id=settings.stage_engine_group,
         client_id=SERVICE,
-        tuning=ConsumerTuning(max_poll_records=settings.stage_batch_max_records),
+        tuning=ConsumerTuning(
+            max_poll_records=settings.stage_batch_max_records,
+            session_timeout_ms=settings.stage_session_timeout_ms,
+            heartbeat_interval_ms=max(100, settings.stage_session_timeout_ms // 3),
+        ),
     )
     relay = Relay(
         db=db,

@@ -25,6 +25,8 @@ class StageEngineSettings(CommonSettings):
     # One polled batch is one database transaction; this bounds it (and the memory).
     stage_batch_max_records: int = Field(default=2000, ge=1, le=50_000)
     stage_poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
+    # A killed engine's partitions move to the others after this long without heartbeats.
+    stage_session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
     # Consumption pauses while more transitions than this wait in the outbox.
     stage_outbox_max_backlog: int = Field(default=200_000, ge=1)
 

@@ -251,6 +251,7 @@ async def wait_until_drained(
         probe,
         until=lambda got: all(got[0].get(p, 0) >= end for p, end in ends.items()) and got[1] == 0,
         timeout_s=timeout_s,
+        interval_s=0.2,
         what=f"events consumed up to {ends} and outbox empty",
     )
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stage_engine.store.database import Database, chunks
+from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import aliases
 
 
@@ -16,7 +16,9 @@ async def resolve_aliases(conn: AsyncConnection, keys: Collection[str]) -> dict[
     """The keys among `keys` that are aliases, each with the user id it points to."""
     found: dict[str, str] = {}
     for chunk in chunks(sorted(set(keys))):
-        query = select(aliases.c.alias, aliases.c.user_id).where(aliases.c.alias.in_(chunk))
+        query = select(aliases.c.alias, aliases.c.user_id).where(
+            among(conn, aliases.c.alias, chunk)
+        )
         found.update({row[0]: row[1] for row in (await conn.execute(query)).all()})
     return found
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stage_engine.store.database import Database, chunks
+from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import seen_messages
 
 
@@ -23,7 +23,9 @@ class SeenMessage:
 async def already_seen(conn: AsyncConnection, message_ids: Collection[str]) -> set[str]:
     seen: set[str] = set()
     for chunk in chunks(message_ids):
-        query = select(seen_messages.c.message_id).where(seen_messages.c.message_id.in_(chunk))
+        query = select(seen_messages.c.message_id).where(
+            among(conn, seen_messages.c.message_id, chunk)
+        )
         seen.update((await conn.execute(query)).scalars())
     return seen
 

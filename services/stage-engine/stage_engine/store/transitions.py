@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.codec import encode
 from shared.transitions import Transition
-from stage_engine.store.database import Database, chunks
+from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import outbox, transitions
 
 
@@ -57,10 +57,13 @@ async def record_transitions(
         }
         for item in unique.values()
     ]
-    statement = db.insert_ignoring_conflicts(transitions).returning(transitions.c.id)
-    new_ids: set[str] = set()
-    for chunk in chunks(rows, 1000):
-        new_ids.update((await conn.execute(statement, chunk)).scalars())
+    # Ids already in the history were emitted before (the user rows are locked, so no
+    # other transaction can be adding them now): they are neither stored nor queued again.
+    emitted = await _known_ids(conn, list(unique))
+    new_ids = set(unique) - emitted
+    statement = db.insert_ignoring_conflicts(transitions)
+    for chunk in chunks((row for row in rows if row["id"] in new_ids), 1000):
+        await conn.execute(statement, chunk)
     queued: list[dict[str, object]] = [
         {"transition_id": tid, "partition": item.partition, "created_at": now}
         for tid, item in unique.items()
@@ -69,6 +72,14 @@ async def record_transitions(
     for chunk in chunks(queued, 1000):
         await conn.execute(db.insert_ignoring_conflicts(outbox), chunk)
     return len(queued)
+
+
+async def _known_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
+    known: set[str] = set()
+    for chunk in chunks(ids):
+        query = select(transitions.c.id).where(among(conn, transitions.c.id, chunk))
+        known.update((await conn.execute(query)).scalars())
+    return known
 
 
 async def move_history(conn: AsyncConnection, moves: Mapping[str, str]) -> None:
@@ -119,14 +130,16 @@ async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) 
 async def drop_sent(conn: AsyncConnection, seqs: Collection[int]) -> None:
     """Remove published rows (Kafka acknowledged them)."""
     for chunk in chunks(sorted(seqs)):
-        await conn.execute(delete(outbox).where(outbox.c.seq.in_(chunk)))
+        await conn.execute(delete(outbox).where(among(conn, outbox.c.seq, chunk)))
 
 
 async def drop_sent_ids(conn: AsyncConnection, transition_ids: Collection[str]) -> int:
     """Remove rows whose transitions are already in the topic (found by recovery)."""
     removed = 0
     for chunk in chunks(sorted(transition_ids)):
-        result = await conn.execute(delete(outbox).where(outbox.c.transition_id.in_(chunk)))
+        result = await conn.execute(
+            delete(outbox).where(among(conn, outbox.c.transition_id, chunk))
+        )
         removed += int(result.rowcount)
     return removed
 

@@ -11,7 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stage_engine.lifecycle import UserState
-from stage_engine.store.database import Database, chunks
+from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import users
 
 
@@ -42,7 +42,7 @@ async def lock_users(conn: AsyncConnection, user_ids: Collection[str]) -> dict[s
     for chunk in chunks(sorted(set(user_ids))):
         query = (
             select(users.c.user_id, users.c.partition, users.c.state)
-            .where(users.c.user_id.in_(chunk))
+            .where(among(conn, users.c.user_id, chunk))
             .order_by(users.c.user_id)
             .with_for_update()
         )
@@ -101,4 +101,4 @@ async def upsert_users(
 
 async def delete_users(conn: AsyncConnection, user_ids: Collection[str]) -> None:
     for chunk in chunks(sorted(user_ids)):
-        await conn.execute(delete(users).where(users.c.user_id.in_(chunk)))
+        await conn.execute(delete(users).where(among(conn, users.c.user_id, chunk)))

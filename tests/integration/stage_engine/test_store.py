@@ -1,0 +1,162 @@
+"""The store on PostgreSQL and on embedded SQLite: migrations, fencing, outbox, timers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select
+from sqlalchemy.engine import Connection
+from stage_engine.lifecycle import LifecycleConfig, advance
+from stage_engine.store import transitions as transition_store
+from stage_engine.store import users as user_store
+from stage_engine.store.database import Database
+from stage_engine.store.migrate import VERSION_TABLE, migrate
+from stage_engine.store.offsets import (
+    FencedError,
+    OffsetMove,
+    create_missing_offsets,
+    load_offsets,
+    move_offsets,
+)
+from stage_engine.store.tables import metadata, users
+from stage_engine.store.transitions import NewTransition
+from stage_engine.store.users import StoredUser
+
+from shared.db import make_engine
+from shared.transitions import Stage
+from tests.integration.stage_engine.support import ROOT, T0, event, extra_database
+
+CONFIG = LifecycleConfig()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def db(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> AsyncIterator[Database]:
+    async with AsyncExitStack() as stack:
+        if request.param == "postgresql":
+            url = await stack.enter_async_context(extra_database(database_url))
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}"
+        database = Database(make_engine(url))
+        stack.push_async_callback(database.dispose)
+        await migrate(database.engine)
+        yield database
+
+
+def _differences(connection: Connection) -> list[object]:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrations_create_exactly_the_tables_declared(db: Database) -> None:
+    async with db.read() as conn:
+        assert await conn.run_sync(_differences) == []
+        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+    assert VERSION_TABLE in names
+    assert all(name.startswith("stage_engine_") for name in names)
+    await migrate(db.engine)  # a second run is a no-op
+
+
+async def test_offsets_move_only_from_where_the_batch_started(db: Database) -> None:
+    topic = "events"
+    async with db.write() as conn:
+        await create_missing_offsets(conn, db, topic, {0: 0, 1: 5})
+        await create_missing_offsets(conn, db, topic, {0: 99})  # existing rows stay
+    later = T0 + timedelta(hours=1)
+    async with db.write() as conn:
+        await move_offsets(conn, topic, [OffsetMove(0, 0, 10, later), OffsetMove(1, 5, 6, None)])
+    stray = StoredUser(advance(None, event("m", at=T0, user_id="zombie"), CONFIG).state, 0)
+
+    async def zombie_batch() -> None:
+        async with db.write() as conn:
+            await user_store.upsert_users(conn, db, [stray], now=T0)
+            await move_offsets(conn, topic, [OffsetMove(0, 0, 20, None)])
+
+    with pytest.raises(FencedError, match=r"events\[0\] is no longer 0"):
+        await zombie_batch()
+    async with db.read() as conn:
+        stored = await load_offsets(conn, topic, [0, 1])
+        rows = (await conn.execute(select(users.c.user_id))).all()
+    assert (stored[0].next_offset, stored[0].max_event_time) == (10, later)
+    assert (stored[1].next_offset, stored[1].max_event_time) == (6, None)
+    assert rows == [], "the fenced transaction wrote nothing"
+
+
+async def test_times_round_trip_as_aware_utc(db: Database) -> None:
+    plus8 = timezone(timedelta(hours=8))
+    at = datetime(2025, 3, 3, 17, 0, tzinfo=plus8)  # 09:00 UTC
+    state = advance(None, event("m", at=at, user_id="u"), CONFIG).state
+    async with db.write() as conn:
+        await user_store.upsert_users(conn, db, [StoredUser(state, 2)], now=at)
+    async with db.read() as conn:
+        due_at = (await conn.execute(select(users.c.next_due_at))).scalar_one()
+    assert due_at == state.next_due_at
+    assert due_at.tzinfo == UTC
+
+
+async def test_due_rows_are_picked_per_partition_in_due_order(db: Database) -> None:
+    rows = [
+        StoredUser(
+            advance(
+                None, event(f"m{n}", at=T0 + timedelta(hours=n), user_id=f"u{n}"), CONFIG
+            ).state,
+            n % 2,
+        )
+        for n in range(6)
+    ]
+    async with db.write() as conn:
+        await user_store.upsert_users(conn, db, rows, now=T0)
+    horizon = T0 + timedelta(days=3, hours=2)  # the 3-day milestones of u0, u1, u2
+    async with db.write() as conn:
+        due = await user_store.lock_due_users(conn, db, partition=0, now=horizon, limit=10)
+    assert [row.state.user_id for row in due] == ["u0", "u2"]
+    assert all(row.state.stage is Stage.NEW for row in due)
+
+
+async def test_a_transition_already_in_the_history_is_not_queued_again(db: Database) -> None:
+    step = advance(None, event("m", at=T0, type="identify", name=None, user_id="u"), CONFIG)
+    items = [NewTransition(t, 1) for t in step.transitions]
+    now = T0 + timedelta(minutes=1)
+    async with db.write() as conn:
+        assert await transition_store.record_transitions(conn, db, items + items, now=now) == 1
+    async with db.write() as conn:
+        assert await transition_store.record_transitions(conn, db, items, now=now) == 0
+    async with db.read() as conn:
+        pending = await transition_store.pending_transitions(conn, [1], limit=10)
+        assert await transition_store.pending_transitions(conn, [0], limit=10) == []
+        assert await transition_store.oldest_pending_at(conn, [1]) == now
+    assert [p.transition_id for p in pending] == [step.transitions[0].id]
+    assert pending[0].subject == "u"
+    async with db.write() as conn:
+        await transition_store.drop_sent(conn, [p.seq for p in pending])
+    async with db.read() as conn:
+        assert await transition_store.outbox_backlog(conn, [0, 1]) == 0
+
+
+def test_migrate_command_prepares_an_embedded_database(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "stage_engine", "migrate"],
+        env={"DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "database migrated" in done.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "cli.db") as conn:
+        version = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
+    assert version == [("0001",)]
