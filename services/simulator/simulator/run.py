@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
-from sqlalchemy.engine import make_url
 
 from shared.errors import LifecycleError
 from shared.kafka.admin import ensure_topics
@@ -35,9 +34,10 @@ from simulator.stack.kafka import (
     ensure_local_kafka,
     stop_local_kafka,
 )
+from simulator.stack.links import print_links
 from simulator.stack.plan import StackPaths, plan_stack
 from simulator.stack.processes import StartError, Supervisor, stop_leftovers
-from simulator.stack.state import busy_ports, claim_next_run, dev_write_key, wipe
+from simulator.stack.state import busy_ports, claim_next_run, dev_write_key, is_new, wipe
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -171,7 +171,7 @@ async def _start(
             "Stop it, or choose other ports with those variables."
         )
     if "kafka_bootstrap_servers" in settings.model_fields_set:
-        broker = Broker(settings.kafka_bootstrap_servers, started_here=False)
+        broker = Broker(settings.kafka_bootstrap_servers, started_here=False, local=False)
         console.print(f"using Kafka at {broker.bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS)")
     else:
         console.print("local Kafka: deploy/local/kafka.sh (the first start fetches its jars)…")
@@ -179,10 +179,22 @@ async def _start(
         how = "started; stopped again at the end" if broker.started_here else "already running"
         console.print(f"local Kafka at {broker.bootstrap_servers} ({how})")
     topics = Topics.from_settings(settings)
+    explicit_db = settings.database_url if "database_url" in settings.model_fields_set else None
+    names = ", ".join(topics.all())
     if args.fresh:
-        console.print(f"--fresh: wiping {paths.state_dir} and the topics {', '.join(topics.all())}")
+        console.print(f"--fresh: wiping {paths.state_dir} and the topics {names}")
         wipe(paths.state_dir)
         await delete_topics(broker.bootstrap_servers, topics)
+    elif is_new(paths.state_dir) and explicit_db is None and broker.local:
+        # The embedded stores start empty, so the topics must too: an earlier run's events
+        # would be replayed into them, and its message ids would shadow this run's as duplicates.
+        console.print(f"new state folder {paths.state_dir}: clearing the topics {names}")
+        await delete_topics(broker.bootstrap_servers, topics)
+    elif is_new(paths.state_dir):
+        console.print(
+            "note: a new state folder, but the topics may hold an earlier run's events "
+            "(--fresh clears them)"
+        )
     await ensure_topics(
         broker.bootstrap_servers,
         topics.all(),
@@ -191,7 +203,6 @@ async def _start(
     )
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     write_key = _write_key(settings, paths)
-    explicit_db = settings.database_url if "database_url" in settings.model_fields_set else None
     specs = plan_stack(
         settings,
         paths=paths,
@@ -204,7 +215,7 @@ async def _start(
         child = await supervisor.start(spec)
         console.print(f"started {spec.name} (pid {child.pid}), log {child.log_path}")
         await supervisor.wait_ready(child, timeout_s=settings.run_ready_timeout_seconds)
-    _print_links(
+    print_links(
         console,
         settings=settings,
         paths=paths,
@@ -246,38 +257,6 @@ async def _simulate(
         options, sim_settings, write_key=_write_key(settings, paths), console=console
     )
     console.print(f"final figures written to {paths.report}")
-
-
-def _print_links(
-    console: Console,
-    *,
-    settings: RunSettings,
-    paths: StackPaths,
-    broker: Broker,
-    topics: Topics,
-    write_key: str,
-    database_url: str | None,
-) -> None:
-    host = "http://127.0.0.1"
-    store = (
-        make_url(database_url).render_as_string(hide_password=True)
-        if database_url
-        else f"SQLite files {paths.state_dir}/stage-engine.db, notifier.db"
-    )
-    lines = [
-        "Lifecycle is running. Where to look:",
-        f"  ingest        {host}:{settings.ingest_port}/v1/batch  (write key {write_key})",
-        f"  stage engine  {host}:{settings.stage_engine_port}/v1/stages  /v1/users/<id>  /metrics",
-        f"  notifier      {host}:{settings.notifier_port}/v1/reports/recall  /metrics",
-        f"  mail received {paths.mail_dir.resolve()}/  (one .eml per message)",
-        f"  sms/push/call/webhook requests  {paths.sink_log.resolve()}",
-        f"  logs          {(paths.state_dir / 'logs').resolve()}/",
-        f"  Kafka         {broker.bootstrap_servers}  topics {topics.events}, "
-        f"{topics.transitions}, {topics.notifications}",
-        f"  store         {store}",
-        "Ctrl-C stops everything.",
-    ]
-    console.print("\n".join(lines), markup=False, highlight=False)
 
 
 if __name__ == "__main__":

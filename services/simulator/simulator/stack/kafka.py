@@ -20,6 +20,7 @@ class KafkaStartError(RuntimeError):
 class Broker:
     bootstrap_servers: str
     started_here: bool  # only a broker this run started is stopped at the end
+    local: bool = True  # the project's own local broker, not one named by KAFKA_BOOTSTRAP_SERVERS
 
 
 async def _script(root: Path, action: str) -> tuple[int, str, str]:

@@ -26,6 +26,11 @@ class NextRun:
         return "" if self.number == 0 else f"r{self.number}-"
 
 
+def is_new(state_dir: Path) -> bool:
+    """No run has used this state folder yet."""
+    return not (state_dir / "simulation.json").exists()
+
+
 def wipe(state_dir: Path) -> None:
     if state_dir.exists():
         shutil.rmtree(state_dir)
