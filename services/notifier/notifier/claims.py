@@ -90,13 +90,17 @@ async def claim_due(
             a.c.in_holdout,
             a.c.idempotency_key,
             a.c.attempts,
+            a.c.position,
         )
     )
     rows = claimed.all()
     if not rows:
         return []
     payloads = await _payloads(conn, {row.transition_id for row in rows})
-    coupons = await _coupons(conn, {row.transition_id for row in rows})
+    # Only a later action of a rule can carry a coupon.
+    coupons = await _coupons(
+        conn, {row.transition_id for row in rows if row.position > 0 and row.channel != COUPON}
+    )
     suppressed = await _suppressions(conn, {row.user_id for row in rows})
     return [
         Job(
@@ -128,6 +132,8 @@ async def _payloads(conn: AsyncConnection, ids: set[str]) -> dict[str, bytes]:
 
 
 async def _coupons(conn: AsyncConnection, ids: set[str]) -> dict[tuple[str, str], Coupon]:
+    if not ids:
+        return {}
     c = t.coupons.c
     query = select(c.transition_id, c.rule, c.code, c.amount, c.currency, c.expires_at).where(
         c.transition_id.in_(ids)
@@ -144,6 +150,8 @@ async def _coupons(conn: AsyncConnection, ids: set[str]) -> dict[tuple[str, str]
 
 
 async def _suppressions(conn: AsyncConnection, users: set[str]) -> dict[str, set[str]]:
+    if not users:
+        return {}
     s = t.suppressions.c
     found: dict[str, set[str]] = defaultdict(set)
     for row in await conn.execute(select(s.user_id, s.channel).where(s.user_id.in_(users))):

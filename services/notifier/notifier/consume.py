@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.ledger import Received, plan_batch
 from notifier.metrics import NotifierMetrics
 from notifier.playbook import Playbook
+from notifier.store.held import HeldConnection
 from shared.clock import Clock
 from shared.codec import decode
 from shared.errors import DecodeError
@@ -48,13 +49,19 @@ class TransitionConsumer:
     ) -> None:
         self._consumer = consumer
         self._producer = producer
-        self._engine = engine
+        self._connection = HeldConnection(engine)
         self._playbook = playbook
         self._clock = clock
         self._metrics = metrics
         self._on_planned = on_planned
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self._connection.close()
+
+    async def _run(self) -> None:
         while True:
             batch = await self._consumer.getmany(
                 timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS
@@ -83,7 +90,7 @@ class TransitionConsumer:
                 extra={"count": len(letters), "first_error": letters[0].error},
             )
         if received:
-            async with self._engine.begin() as conn:
+            async with self._connection.begin() as conn:
                 summary = await plan_batch(
                     conn,
                     received,

@@ -10,8 +10,8 @@ Nothing is held only in memory: a job is a leased row, a result is re-done
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,12 +24,13 @@ from notifier.metrics import NotifierMetrics
 from notifier.results import Result, Verdict, write_results
 from notifier.send import Sender
 from notifier.store import tables as t
+from notifier.store.held import HeldConnection
 from shared.clock import Clock
 
 log = logging.getLogger(__name__)
 
 _FLUSH_MAX_RESULTS = 256
-_FLUSH_LINGER_S = 0.005  # let concurrent senders share one commit
+_FLUSH_LINGER_S = 0.01  # let concurrent senders share one commit
 _GAUGE_INTERVAL_S = 5.0
 
 
@@ -52,6 +53,8 @@ class Executor:
         on_recorded: Callable[[], None],
     ) -> None:
         self._engine = engine
+        self._claims = HeldConnection(engine)
+        self._writes = HeldConnection(engine)
         self._sender = sender
         self._clock = clock
         self._config = config
@@ -59,7 +62,11 @@ class Executor:
         self._on_recorded = on_recorded
         self._jobs: asyncio.Queue[Job] = asyncio.Queue()
         self._results: asyncio.Queue[Result] = asyncio.Queue(maxsize=config.concurrency * 2)
-        self._in_flight = 0
+        self._in_flight = 0  # claimed and not yet done: queued for a sender, or sending
+        # Claimed work runs ahead of the senders by up to one round of `concurrency`, so a
+        # freed sender takes its next job at once instead of waiting for a claim round trip.
+        self._max_in_flight = 2 * config.concurrency
+        self._refill_at = max(1, config.concurrency // 4)
         self._wake = asyncio.Event()
         self._slot_free = asyncio.Event()
 
@@ -68,22 +75,27 @@ class Executor:
         self._wake.set()
 
     async def run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._claim_loop(), name="notifier-claimer")
-            group.create_task(self._write_loop(), name="notifier-writer")
-            group.create_task(self._gauge_loop(), name="notifier-gauges")
-            for number in range(self._config.concurrency):
-                group.create_task(self._send_loop(), name=f"notifier-sender-{number}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._claim_loop(), name="notifier-claimer")
+                group.create_task(self._write_loop(), name="notifier-writer")
+                group.create_task(self._gauge_loop(), name="notifier-gauges")
+                for number in range(self._config.concurrency):
+                    group.create_task(self._send_loop(), name=f"notifier-sender-{number}")
+        finally:
+            await self._claims.close()
+            await self._writes.close()
 
     async def _claim_loop(self) -> None:
         while True:
-            free = self._config.concurrency - self._in_flight
-            if free <= 0:
+            free = self._max_in_flight - self._in_flight
+            if free < self._refill_at:
+                # Wait until several jobs are done, so one claim fills several slots.
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
             self._wake.clear()
-            async with self._engine.begin() as conn:
+            async with self._claims.begin() as conn:
                 jobs = await claim_due(
                     conn,
                     limit=free,
@@ -113,16 +125,10 @@ class Executor:
     async def _write_loop(self) -> None:
         while True:
             batch = [await self._results.get()]
-            deadline = time.monotonic() + _FLUSH_LINGER_S
-            while len(batch) < _FLUSH_MAX_RESULTS:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._results.get(), remaining))
-                except TimeoutError:
-                    break
-            async with self._engine.begin() as conn:
+            await asyncio.sleep(_FLUSH_LINGER_S)  # let concurrent results join this commit
+            while len(batch) < _FLUSH_MAX_RESULTS and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            async with self._writes.begin() as conn:
                 accepted = await write_results(conn, batch)
             # Killed here: the results are committed; the relay publishes their outcomes.
             self._count(accepted)
@@ -160,7 +166,8 @@ class Executor:
 
 
 async def _wait(event: asyncio.Event, timeout_s: float) -> None:
-    try:
-        await asyncio.wait_for(event.wait(), timeout_s)
-    except TimeoutError:
-        return
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+    # that races with the event, and the loop would never stop.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()

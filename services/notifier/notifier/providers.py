@@ -11,16 +11,16 @@ from notifier.channels.email import EmailChannel
 from notifier.channels.push import PushChannel
 from notifier.channels.sms import SmsChannel
 from notifier.channels.webhook import WebhookChannel
+from notifier.keepalive import KeepAliveTransport
 from notifier.playbook import Playbook
 from notifier.settings import NotifierSettings
 from shared.clock import Clock
 
 
 def http_client(settings: NotifierSettings) -> httpx.AsyncClient:
-    """One pooled client for every HTTP provider, sized to the sender pool."""
-    size = settings.notifier_concurrency
+    """One client for every HTTP provider, with as many connections as senders."""
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        transport=KeepAliveTransport(max_connections=settings.notifier_concurrency),
         timeout=httpx.Timeout(settings.provider_timeout_s),
     )
 

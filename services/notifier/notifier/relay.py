@@ -11,9 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.metrics import NotifierMetrics
 from notifier.store import tables as t
+from notifier.store.held import HeldConnection
 from shared.topics import Topics, dead_letter_topic
 
 BATCH_ROWS = 1000
+_LINGER_S = 0.01  # gather the records of several commits into one publish
 
 
 class Relay:
@@ -27,6 +29,7 @@ class Relay:
         poll_interval_s: float,
     ) -> None:
         self._engine = engine
+        self._connection = HeldConnection(engine)
         self._producer = producer
         self._topic_of = {
             t.OUTCOME: topics.notifications,
@@ -40,13 +43,19 @@ class Relay:
         self._wake.set()
 
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self._connection.close()
+
+    async def _run(self) -> None:
         while True:
             self._wake.clear()
             published = await self.publish_once()
             if published < BATCH_ROWS:
-                try:
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-                except TimeoutError:
+                if await _woken(self._wake, self._poll_interval_s):
+                    await asyncio.sleep(_LINGER_S)
+                else:
                     await self._refresh_backlog()
 
     async def publish_once(self) -> int:
@@ -57,7 +66,7 @@ class Relay:
         published again with the same record ids, which readers de-duplicate.
         """
         o = t.outbox.c
-        async with self._engine.begin() as conn:
+        async with self._connection.begin() as conn:
             rows = (
                 await conn.execute(
                     select(o.seq, o.kind, o.record_key, o.record_value, o.headers)
@@ -88,3 +97,13 @@ class Relay:
         async with self._engine.connect() as conn:
             backlog = (await conn.execute(select(func.count()).select_from(t.outbox))).scalar_one()
         self._metrics.outbox_backlog.set(backlog)
+
+
+async def _woken(event: asyncio.Event, timeout_s: float) -> bool:
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation.
+    try:
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True

@@ -73,6 +73,11 @@ class Sender:
         return self._sent(job, ready.transition, sent)
 
     def _failure(self, job: Job, error: Exception, budget_s: float) -> Result:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # Shutting down: a library turned our cancellation into its own error.
+            # Re-raise so the sender stops; the action's lease lapses and it is retried.
+            raise asyncio.CancelledError from error
         if isinstance(error, PermanentChannelError):
             return self._result(job, Verdict.FAILED, f"permanent: {error}")
         if isinstance(error, TransientChannelError):

@@ -42,6 +42,8 @@ from shared.topics import Topics, dead_letter_topic
 
 log = logging.getLogger(__name__)
 
+_STOP_TIMEOUT_S = 10.0
+
 
 @dataclass(slots=True)
 class _Running:
@@ -176,7 +178,14 @@ class NotifierService:
         if running is not None:
             for task in running.tasks:
                 task.cancel()
-            await asyncio.gather(*running.tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(running.tasks, timeout=_STOP_TIMEOUT_S)
+            if stuck:
+                # Leased work is re-claimed after its lease; do not hang the shutdown.
+                pending = [t for t in asyncio.all_tasks() if t.get_name().startswith("notifier-")]
+                log.error(
+                    "loops did not stop in time",
+                    extra={"stuck": {t.get_name(): repr(t.get_stack(limit=4)) for t in pending}},
+                )
             await running.consumer.stop()
             await running.producer.stop()
             for channel in running.channels.values():
