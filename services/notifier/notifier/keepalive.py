@@ -49,18 +49,15 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 status, headers, content, keep = await _exchange(
                     connection, head + body, timeouts.get("read"), request
                 )
-            except httpx.RemoteProtocolError:
-                connection.close()
+            except (httpx.RemoteProtocolError, httpx.ReadError):
                 if reused is None:
                     raise
                 # The server closed an idle connection as we reused it: once more, fresh.
+                # (Had it acted on the request, the repeat carries the same Idempotency-Key.)
                 connection = await _connect(address, timeouts.get("connect"), request)
                 status, headers, content, keep = await _exchange(
                     connection, head + body, timeouts.get("read"), request
                 )
-            except BaseException:
-                connection.close()
-                raise
             if keep:
                 self._idle.setdefault(address, deque()).append(connection)
             else:
@@ -109,14 +106,26 @@ async def _connect(
     return _Connection(reader, writer)
 
 
-async def _exchange(
+async def _exchange_raw(
     connection: _Connection, payload: bytes, timeout_s: float | None, request: httpx.Request
 ) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    """Send and read the answer; on any failure the connection is closed, never reused."""
     try:
         async with asyncio.timeout(timeout_s):
             connection.writer.write(payload)
             await connection.writer.drain()
             return await _read_response(connection.reader, request)
+    except BaseException:
+        connection.close()
+        raise
+
+
+async def _exchange(
+    connection: _Connection, payload: bytes, timeout_s: float | None, request: httpx.Request
+) -> tuple[int, list[tuple[bytes, bytes]], bytes, bool]:
+    """One request and its answer, failures as httpx's exceptions."""
+    try:
+        return await _exchange_raw(connection, payload, timeout_s, request)
     except TimeoutError:
         raise httpx.ReadTimeout("no complete answer in time", request=request) from None
     except asyncio.IncompleteReadError:
