@@ -100,10 +100,8 @@ class TransitionConsumer:
                 )
             # Killed here: the plan is committed, the offsets are not; the batch comes
             # back and the ledger key makes it plan nothing new.
-            for reason, count in summary.skipped.items():
-                self._metrics.actions.labels("all", f"skipped:{reason}").inc(count)
-            self._metrics.actions.labels("all", "planned").inc(summary.planned)
-            self._metrics.actions.labels("all", "deferred").inc(summary.deferred)
+            for (channel, result), count in summary.actions.items():
+                self._metrics.actions.labels(channel, result).inc(count)
         await self._commit(batch)
         self._metrics.transitions_consumed.inc(len(received))
         self._metrics.plan_batch_size.observe(len(received) + len(letters))

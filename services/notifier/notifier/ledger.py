@@ -7,7 +7,7 @@ a redelivered or replayed transition inserts nothing and decides nothing new.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,11 +45,9 @@ class Received:
 @dataclass(slots=True)
 class PlanSummary:
     transitions: int = 0
-    planned: int = 0
-    pending: int = 0
-    skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    deferred: int = 0
     reactivations: int = 0
+    # (channel, result) -> newly planned actions; result: pending, deferred, skipped:<reason>
+    actions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 async def plan_batch(
@@ -113,7 +111,6 @@ async def plan_batch(
         )
 
     inserted = await _insert_actions(conn, rows)
-    summary.planned = len(inserted)
     await _insert_transitions(conn, fresh, inserted, decisions)
     outcomes = []
     for received, _position, action, now in fresh:
@@ -123,7 +120,7 @@ async def plan_batch(
         decision = decisions[key]
         ref = _ref(received.transition, action)
         if decision.skip_reason is not None:
-            summary.skipped[decision.skip_reason] += 1
+            summary.actions[(action.channel, f"skipped:{decision.skip_reason}")] += 1
             outcomes.append(
                 outcome_row(
                     ref,
@@ -134,9 +131,9 @@ async def plan_batch(
                 )
             )
         else:
-            summary.pending += 1
+            summary.actions[(action.channel, "pending")] += 1
         if decision.deferred:
-            summary.deferred += 1
+            summary.actions[(action.channel, "deferred")] += 1
             outcomes.append(
                 outcome_row(
                     ref,
@@ -252,7 +249,11 @@ async def _insert_transitions(
     inserted: set[tuple[str, str]],
     decisions: dict[tuple[str, str], Decision],
 ) -> None:
-    """Keep the payload of each transition that has an action left to execute."""
+    """Keep the payload of each transition that has an action left to execute.
+
+    In the batch's transaction: killed before its commit, neither the actions nor
+    the payloads exist; after it, both do (the executor never finds one without the other).
+    """
     rows = {}
     for received, _position, action, _now in fresh:
         key = (received.transition.id, action.ledger_key)
@@ -269,6 +270,7 @@ async def _insert_transitions(
 
 
 async def _record_reactivations(conn: AsyncConnection, batch: Sequence[Received]) -> int:
+    """Feed the recall report. In the batch's transaction; a replay inserts nothing new."""
     rows = [
         {
             "transition_id": r.transition.id,

@@ -19,7 +19,7 @@ class NotifierMetrics:
     transitions_dead_lettered: Counter
     plan_batch_seconds: Histogram
     plan_batch_size: Histogram
-    actions: Counter  # labels: channel, result (planned, sent, skipped, deferred, retry, failed)
+    actions: Counter  # labels: channel, result (pending, deferred, skipped:<reason>, sent, retry…)
     send_seconds: Histogram  # labels: channel
     transition_to_send_seconds: Histogram  # labels: channel
     pending_actions: Gauge

@@ -109,6 +109,8 @@ async def test_opt_outs_by_trait_and_by_api_skip_that_channel_only(
         got = await eventually(
             outcomes, until=lambda found: len(found) == 15, timeout_s=30, what="15 outcomes"
         )
+        skipped_email = service.metrics.actions.labels("email", "skipped:consent")
+        assert skipped_email._value.get() == 3  # u-unsub, u-no-email, u-api
 
     assert got[("u-unsub", "email")] == ["skipped:consent"]
     assert got[("u-unsub", "sms")] == ["skipped:consent"]
