@@ -1,11 +1,12 @@
 """One polled batch = one database transaction (Quix's checkpoint, in numbered steps).
 
-1. drop events whose messageId was applied within the dedup window (or twice in the batch);
-2. read the aliases of every key the batch names, then lock the user rows in one query,
-   in user-id order;
+1. record the batch's messageIds, dropping those applied within the dedup window (or
+   twice in the batch);
+2. lock the user rows of every key the batch names in one query, in user-id order, then
+   read their aliases (and lock the alias targets not locked yet);
 3. apply the pure core (merges, advance) in offset order per partition;
 4. write: states (multi-row upsert), merged-away rows deleted, aliases, transitions into
-   the history and the outbox, the batch's messageIds;
+   the history and the outbox;
 5. move each partition's stored offset from the batch's start to its end, fenced: if the
    stored offset is not the start any more, another engine owns the partition and the
    whole transaction rolls back.
@@ -115,14 +116,6 @@ class BatchApplier:
             now=now,
         )
         await transitions.move_history(conn, profiles.merged_into)
-        await dedup.remember(
-            conn,
-            self._db,
-            [
-                dedup.SeenMessage(e.event.message_id, e.partition, e.event.received_at)
-                for e in fresh
-            ],
-        )
         # 5. Offsets, fenced: last, so a fenced batch has done nothing.
         await move_offsets(conn, self._topic, self._moves(batch))
         for transition, _ in profiles.transitions:
@@ -130,31 +123,33 @@ class BatchApplier:
         return outcome
 
     async def _fresh(self, conn: AsyncConnection, events: list[Located]) -> list[Located]:
-        if not events:
-            return []
-        seen = await dedup.already_seen(conn, {e.event.message_id for e in events})
-        fresh: list[Located] = []
+        """The events whose messageId is new (first occurrence in the batch), recorded."""
+        first: dict[str, Located] = {}
         for located in events:
-            message_id = located.event.message_id
-            if message_id not in seen:
-                seen.add(message_id)
-                fresh.append(located)
-        return fresh
+            first.setdefault(located.event.message_id, located)
+        if not first:
+            return []
+        new = await dedup.remember_new(
+            conn,
+            self._db,
+            [
+                dedup.SeenMessage(message_id, e.partition, e.event.received_at)
+                for message_id, e in first.items()
+            ],
+        )
+        return [e for message_id, e in first.items() if message_id in new]
 
     async def _load(
         self, conn: AsyncConnection, events: list[Located], config: LifecycleConfig
     ) -> Profiles:
         keys = {key for located in events for key in keys_of(located.event)}
+        # Lock first, then read the aliases: a merge by another engine that moved one of
+        # these rows has committed by now (its alias is visible), or waits for this batch.
+        loaded = await users.lock_users(conn, keys)
         known = await alias_store.resolve_aliases(conn, keys)
-        loaded = await users.lock_users(conn, keys | set(known.values()))
-        # A key with neither row nor alias may have been merged by another engine between
-        # the alias read and the lock: read its alias again now that the locks are held.
-        unknown = {key for key in keys if key not in loaded and key not in known}
-        if unknown:
-            late = await alias_store.resolve_aliases(conn, unknown)
-            if late:
-                known.update(late)
-                loaded.update(await users.lock_users(conn, set(late.values()) - set(loaded)))
+        targets = set(known.values()) - set(loaded)
+        if targets:  # users that merged an id of this batch in an earlier batch
+            loaded.update(await users.lock_users(conn, targets))
         profiles = Profiles(users=loaded, aliases=known, config=config)
         profiles.repair_orphans()
         return profiles

@@ -28,6 +28,9 @@ from stage_engine.store.offsets import FencedError, load_offsets
 log = logging.getLogger(__name__)
 
 BACKLOG_CHECK_INTERVAL_S = 1.0
+# Offsets go to Kafka (for lag tools only) at most this often: a round trip per batch
+# would cost latency for nothing, the database holds the truth.
+KAFKA_COMMIT_INTERVAL_S = 1.0
 
 
 class PollLoop:
@@ -64,6 +67,8 @@ class PollLoop:
         self._poison_streak = 0
         self._paused = False
         self._backlog_checked_at = 0.0
+        self._kafka_offsets: dict[TopicPartition, int] = {}
+        self._kafka_committed_at = 0.0
 
     async def run(self) -> None:
         while True:
@@ -107,7 +112,9 @@ class PollLoop:
         self._count(batch, outcome.applied, outcome.duplicates, outcome.transitions)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
         self._on_committed()
-        await self._commit_to_kafka(batch)
+        for partition, span in batch.spans.items():
+            self._kafka_offsets[TopicPartition(self._topic, partition)] = span.end
+        await self._commit_to_kafka()
 
     def _count(self, batch: DecodedBatch, applied: int, duplicates: int, transitions: Any) -> None:
         m = self._metrics
@@ -119,15 +126,16 @@ class PollLoop:
         for (kind, to_stage), count in transitions.items():
             m.transitions.labels(kind, to_stage).inc(count)
 
-    async def _commit_to_kafka(self, batch: DecodedBatch) -> None:
+    async def _commit_to_kafka(self) -> None:
         # The database holds the offsets; Kafka gets them only so lag tools see progress.
         # Killed before this: the group offset lags; the engine still resumes from the DB.
+        now = time.monotonic()
+        if now - self._kafka_committed_at < KAFKA_COMMIT_INTERVAL_S:
+            return
+        self._kafka_committed_at = now
         assigned = self._consumer.assignment()
-        offsets = {
-            tp: batch.spans[tp.partition].end
-            for tp in (TopicPartition(self._topic, p) for p in batch.spans)
-            if tp in assigned
-        }
+        offsets = {tp: end for tp, end in self._kafka_offsets.items() if tp in assigned}
+        self._kafka_offsets.clear()
         if not offsets:
             return
         try:

@@ -40,7 +40,7 @@ class StageEngineSettings(CommonSettings):
     stage_relay_recovery_margin_seconds: float = Field(default=60.0, ge=0, le=86_400)
 
     # Gauges read from the database (users per stage, backlogs), refreshed this often.
-    stage_stats_interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    stage_stats_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     # RFM quantile edges are recomputed from the population this often (0 = never).
     stage_rfm_refresh_seconds: float = Field(default=3600.0, ge=0)
 

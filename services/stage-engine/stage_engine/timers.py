@@ -23,6 +23,7 @@ from shared.clock import Clock
 from stage_engine.lifecycle import LifecycleConfig, expire
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
+from stage_engine.store import queries
 from stage_engine.store import transitions as transition_store
 from stage_engine.store import users as user_store
 from stage_engine.store.database import Database, is_retryable
@@ -96,13 +97,20 @@ class TimerLoop:
     async def fire_all(self) -> int:
         """Fire every due row of every owned partition; how many rows fired."""
         total = 0
-        for partition in sorted(self._ownership.partitions):
+        for partition in sorted(await self._partitions_due()):
             while True:
                 fired = await self._round(partition)
                 total += fired
                 if fired < self._batch_size:
                     break
         return total
+
+    async def _partitions_due(self) -> set[int]:
+        # A cheap read first: most rounds find nothing due, and open no write transaction.
+        nows = {p: self._time.now_for(p) for p in self._ownership.partitions}
+        known = {p: now for p, now in nows.items() if now is not None}
+        async with self._db.read() as conn:
+            return await queries.partitions_with_due_rows(conn, known)
 
     async def _round(self, partition: int) -> int:
         async with self._ownership.timer_lock:

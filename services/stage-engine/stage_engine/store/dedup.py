@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from stage_engine.store.database import Database, among, chunks
+from stage_engine.store.database import Database, chunks
 from stage_engine.store.tables import seen_messages
 
 
@@ -20,28 +20,23 @@ class SeenMessage:
     received_at: datetime
 
 
-async def already_seen(conn: AsyncConnection, message_ids: Collection[str]) -> set[str]:
-    seen: set[str] = set()
-    for chunk in chunks(message_ids):
-        query = select(seen_messages.c.message_id).where(
-            among(conn, seen_messages.c.message_id, chunk)
-        )
-        seen.update((await conn.execute(query)).scalars())
-    return seen
+async def remember_new(
+    conn: AsyncConnection, db: Database, messages: Sequence[SeenMessage]
+) -> set[str]:
+    """Record the messageIds and return those not seen before: one statement per 1000.
 
-
-async def remember(conn: AsyncConnection, db: Database, messages: Sequence[SeenMessage]) -> None:
-    """Record the batch's messageIds; part of the batch transaction (killed before the
-    commit, they are not recorded and the batch is applied again, once)."""
-    if not messages:
-        return
+    Part of the batch transaction: killed before the commit, none is recorded and the
+    replayed batch finds them new again (and applies them once).
+    """
     rows = [
         {"message_id": m.message_id, "partition": m.partition, "received_at": m.received_at}
         for m in messages
     ]
-    statement = db.insert_ignoring_conflicts(seen_messages)
+    statement = db.insert_ignoring_conflicts(seen_messages).returning(seen_messages.c.message_id)
+    new: set[str] = set()
     for chunk in chunks(rows, 1000):
-        await conn.execute(statement, chunk)
+        new.update((await conn.execute(statement, chunk)).scalars())
+    return new
 
 
 async def forget_older_than(

@@ -12,7 +12,8 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import case, literal, select, update
+from sqlalchemy import BigInteger, DateTime, Integer, bindparam, case, literal, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.errors import LifecycleError
@@ -30,6 +31,25 @@ class FencedError(LifecycleError):
             f"offset of {topic}[{partition}] is no longer {expected}: "
             "another engine consumed it; this batch is rolled back"
         )
+
+
+async def _move_all(conn: AsyncConnection, topic: str, moves: list[OffsetMove]) -> None:
+    if not moves:
+        return
+    result = await conn.execute(
+        _MOVE_ALL,
+        {
+            "topic": topic,
+            "partitions": [m.partition for m in moves],
+            "starts": [m.start for m in moves],
+            "ends": [m.end for m in moves],
+            "times": [m.max_event_time for m in moves],
+        },
+    )
+    moved = set(result.scalars())
+    for move in moves:
+        if move.partition not in moved:
+            raise FencedError(topic, move.partition, move.start)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +94,28 @@ async def create_missing_offsets(
     await conn.execute(db.insert_ignoring_conflicts(offsets), rows)
 
 
+# PostgreSQL: every partition of a batch in one statement (one round trip), fenced per row.
+_MOVE_ALL = text(
+    """
+    UPDATE stage_engine_offsets AS o
+    SET next_offset = v.end_offset,
+        max_event_time = CASE
+            WHEN v.max_event_time IS NOT NULL
+                 AND (o.max_event_time IS NULL OR o.max_event_time < v.max_event_time)
+            THEN v.max_event_time ELSE o.max_event_time END
+    FROM unnest(:partitions, :starts, :ends, :times)
+        AS v(partition, start_offset, end_offset, max_event_time)
+    WHERE o.topic = :topic AND o.partition = v.partition AND o.next_offset = v.start_offset
+    RETURNING o.partition
+    """
+).bindparams(
+    bindparam("partitions", type_=postgresql.ARRAY(Integer)),
+    bindparam("starts", type_=postgresql.ARRAY(BigInteger)),
+    bindparam("ends", type_=postgresql.ARRAY(BigInteger)),
+    bindparam("times", type_=postgresql.ARRAY(DateTime(timezone=True))),
+)
+
+
 async def move_offsets(conn: AsyncConnection, topic: str, moves: Collection[OffsetMove]) -> None:
     """Store each partition's next offset (and watermark base), fenced; raise FencedError.
 
@@ -81,7 +123,11 @@ async def move_offsets(conn: AsyncConnection, topic: str, moves: Collection[Offs
     is stored and it is consumed again from `start`. Killed after: the batch is done,
     the engine resumes at `end`.
     """
-    for move in sorted(moves, key=lambda move: move.partition):
+    ordered = sorted(moves, key=lambda move: move.partition)
+    if conn.dialect.name == "postgresql":
+        await _move_all(conn, topic, ordered)
+        return
+    for move in ordered:
         values: dict[str, object] = {"next_offset": move.end}
         if move.max_event_time is not None:
             values["max_event_time"] = case(

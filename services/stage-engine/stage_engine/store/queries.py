@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.transitions import Stage
@@ -49,6 +49,19 @@ async def users_per_stage(conn: AsyncConnection) -> dict[str, int]:
     counts = {stage.value: 0 for stage in Stage}
     counts.update({stage: int(n) for stage, n in (await conn.execute(query)).all()})
     return counts
+
+
+async def partitions_with_due_rows(conn: AsyncConnection, nows: Mapping[int, datetime]) -> set[int]:
+    """Which partitions have a row due at their `now`: one statement, an index probe each."""
+    if not nows:
+        return set()
+    probes = [
+        select(literal(partition).label("partition")).where(
+            exists().where(users.c.partition == partition, users.c.next_due_at <= now)
+        )
+        for partition, now in sorted(nows.items())
+    ]
+    return set((await conn.execute(union_all(*probes))).scalars())
 
 
 async def due_count(conn: AsyncConnection, partition: int, now: datetime) -> int:
