@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -16,6 +18,9 @@ from shared.topics import Topics, dead_letter_topic
 
 BATCH_ROWS = 1000
 _LINGER_S = 0.01  # gather the records of several commits into one publish
+_MAX_OUTAGE_BACKOFF_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 class Relay:
@@ -49,9 +54,22 @@ class Relay:
             await self._connection.close()
 
     async def _run(self) -> None:
+        outage_s = 0.0
         while True:
             self._wake.clear()
-            published = await self.publish_once()
+            try:
+                published = await self.publish_once()
+            except KafkaError as exc:
+                # The broker is away: the records wait in the outbox (the transaction
+                # rolled back), and we try again, backing off up to a limit.
+                outage_s = min(_MAX_OUTAGE_BACKOFF_S, max(0.5, outage_s * 2))
+                log.warning(
+                    "publishing the outbox failed; retrying",
+                    extra={"error": repr(exc), "retry_in_s": outage_s},
+                )
+                await asyncio.sleep(outage_s)
+                continue
+            outage_s = 0.0
             if published < BATCH_ROWS:
                 if await _woken(self._wake, self._poll_interval_s):
                     await asyncio.sleep(_LINGER_S)
