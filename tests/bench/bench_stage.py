@@ -543,7 +543,7 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--naive-events", type=int, default=20_000)
+    parser.add_argument("--naive-events", type=int, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--timers", type=int, default=1_000_000)
     parser.add_argument("--timer-batch", type=int, default=5000)

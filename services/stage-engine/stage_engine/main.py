@@ -111,6 +111,7 @@ async def start_engine(
         metrics=metrics,
         config=live,
         batch_size=settings.stage_timer_batch_size,
+        parallel=settings.stage_timer_parallel_rounds,
         interval_s=settings.stage_timer_interval_ms / 1000,
         on_fired=relay.wake,
     )

@@ -21,6 +21,7 @@ from stage_engine.ownership import Ownership
 from stage_engine.recovery import OutboxRecovery
 from stage_engine.store import transitions as transition_store
 from stage_engine.store.database import Database
+from stage_engine.store.transitions import PendingTransition
 
 log = logging.getLogger(__name__)
 
@@ -94,14 +95,7 @@ class Relay:
                 )
             if not rows:
                 return 0
-            futures = [
-                await self._producer.send(
-                    self._topic, row.body, key=row.subject.encode(), headers=HEADERS
-                )
-                for row in rows
-            ]
-            for future in futures:
-                await future
+            await self._publish(rows)
             # Killed right here: published but still in the outbox; the next owner's
             # recovery finds these ids in the topic and drops the rows instead of re-sending.
             async with self._db.write() as conn:
@@ -109,3 +103,15 @@ class Relay:
             # Killed right after: published and gone from the outbox, nothing left to do.
         self._metrics.published.inc(len(rows))
         return len(rows)
+
+    async def _publish(self, rows: list[PendingTransition]) -> None:
+        """Send in outbox order and wait for every acknowledgement (one user's transitions
+        share a partition, where the idempotent producer keeps them in send order)."""
+        acks = [
+            await self._producer.send(
+                self._topic, row.body, key=row.subject.encode(), headers=HEADERS
+            )
+            for row in rows
+        ]
+        for ack in acks:
+            await ack

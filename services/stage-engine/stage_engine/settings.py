@@ -32,6 +32,8 @@ class StageEngineSettings(CommonSettings):
 
     stage_timer_interval_ms: int = Field(default=1000, ge=10, le=600_000)
     stage_timer_batch_size: int = Field(default=2000, ge=1, le=50_000)
+    # Partitions fired at once, each in its own transaction (bounds memory: x batch size).
+    stage_timer_parallel_rounds: int = Field(default=3, ge=1, le=64)
 
     stage_relay_batch_size: int = Field(default=2000, ge=1, le=50_000)
     stage_relay_interval_ms: int = Field(default=200, ge=1, le=60_000)

@@ -68,6 +68,7 @@ class TimerLoop:
         metrics: EngineMetrics,
         config: Callable[[], LifecycleConfig],
         batch_size: int,
+        parallel: int,
         interval_s: float,
         on_fired: Callable[[], None],
     ) -> None:
@@ -78,6 +79,7 @@ class TimerLoop:
         self._metrics = metrics
         self._config = config
         self._batch_size = batch_size
+        self._parallel = parallel
         self._interval_s = interval_s
         self._on_fired = on_fired
         self._wake = asyncio.Event()
@@ -95,14 +97,19 @@ class TimerLoop:
             self._wake.clear()
 
     async def fire_all(self) -> int:
-        """Fire every due row of every owned partition; how many rows fired."""
+        """Fire every due row of every owned partition; how many rows fired.
+
+        Up to `parallel` partitions at a time, each in its own transaction: one round's
+        Python work overlaps the others' database work.
+        """
         total = 0
-        for partition in sorted(await self._partitions_due()):
-            while True:
-                fired = await self._round(partition)
-                total += fired
-                if fired < self._batch_size:
-                    break
+        due = sorted(await self._partitions_due())
+        while due:
+            chosen, due = due[: self._parallel], due[self._parallel :]
+            fired = await self._round(chosen)
+            total += sum(fired.values())
+            # A partition that filled its batch may have more due rows: it goes again.
+            due += [p for p, n in fired.items() if n >= self._batch_size]
         return total
 
     async def _partitions_due(self) -> set[int]:
@@ -112,25 +119,29 @@ class TimerLoop:
         async with self._db.read() as conn:
             return await queries.partitions_with_due_rows(conn, known)
 
-    async def _round(self, partition: int) -> int:
+    async def _round(self, partitions: list[int]) -> dict[int, int]:
         async with self._ownership.timer_lock:
-            if partition not in self._ownership.partitions:
-                return 0  # revoked meanwhile: its new owner fires it
-            now = self._time.now_for(partition)
-            if now is None:
-                return 0  # event clock without events yet
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                try:
-                    fired = await self._fire(partition, now)
-                    break
-                except DBAPIError as exc:
-                    if attempt == MAX_ATTEMPTS or not is_retryable(exc):
-                        raise
-                    self._metrics.retried.inc()
-        if fired:
-            self._metrics.timers_fired.inc(fired)
+            owned = [p for p in partitions if p in self._ownership.partitions]
+            # A partition revoked meanwhile is its new owner's to fire.
+            counts = await asyncio.gather(*(self._fire_retrying(p) for p in owned))
+        fired = dict(zip(owned, counts, strict=True))
+        if any(counts):
+            self._metrics.timers_fired.inc(sum(counts))
             self._on_fired()
         return fired
+
+    async def _fire_retrying(self, partition: int) -> int:
+        now = self._time.now_for(partition)
+        if now is None:
+            return 0  # event clock without events yet
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                return await self._fire(partition, now)
+            except DBAPIError as exc:
+                if attempt == MAX_ATTEMPTS or not is_retryable(exc):
+                    raise
+                self._metrics.retried.inc()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _fire(self, partition: int, now: datetime) -> int:
         config = self._config()

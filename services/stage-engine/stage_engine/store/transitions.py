@@ -27,7 +27,6 @@ class PendingTransition:
     transition_id: str
     subject: str
     body: bytes
-    created_at: datetime
 
 
 async def record_transitions(
@@ -109,7 +108,6 @@ async def pending_transitions(
             outbox.c.transition_id,
             transitions.c.subject,
             transitions.c.body,
-            outbox.c.created_at,
         )
         .join(transitions, transitions.c.id == outbox.c.transition_id)
         .where(outbox.c.partition.in_(sorted(partitions)))
