@@ -146,7 +146,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
             "NOTIFIER_CALL_URL": f"{sink.url}/call",
             "NOTIFIER_CONCURRENCY": "64",
             "NOTIFIER_PROVIDER_TIMEOUT_MS": "300",
-            "NOTIFIER_LEASE_MS": "4000",
+            "NOTIFIER_LEASE_MS": "3000",
             "NOTIFIER_RETRY_BASE_MS": "50",
             "NOTIFIER_RETRY_MAX_MS": "400",
             "NOTIFIER_MAX_ATTEMPTS": "40",  # 0.3**40: every action gets through eventually

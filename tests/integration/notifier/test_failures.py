@@ -129,15 +129,20 @@ async def test_a_timed_out_send_is_retried_with_the_same_key_and_delivered_once(
         fresh_database_url,
         live_kafka,
         sink_url=http_sink.url,
-        notifier_provider_timeout_ms=300,
-        notifier_lease_ms=2000,
+        notifier_provider_timeout_ms=1000,
+        notifier_lease_ms=3000,
     )
     async with (
         running_notifier(config, playbook(SMS)),
         TopicReader(live_kafka, topics.notifications) as outcomes,
     ):
         await produce(live_kafka, topics.transitions, [transition("u-1")])
-        await eventually(outcomes.poll, what="the timed-out attempt's outcome")
+
+        async def requests() -> int:
+            return len(http_sink.requests)
+
+        # The first request is in (and will time out, a second from now): answer the next.
+        await eventually(requests, what="the first request at the sink")
         http_sink.timeout_share = 0.0
         got = await eventually(outcomes.poll, until=lambda v: len(v) == 2, what="the retry")
     first, second = [NotificationOutcome.model_validate_json(v) for v in got]
