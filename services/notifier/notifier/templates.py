@@ -87,6 +87,8 @@ def _environment(templates_dir: Path | None) -> SandboxedEnvironment:
         undefined=jinja2.StrictUndefined,
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
         keep_trailing_newline=False,
+        # Templates are read once per process: no file stat on every render.
+        auto_reload=False,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -133,6 +135,9 @@ def _load(env: SandboxedEnvironment, file_name: str, template_name: str) -> jinj
         ) from None
 
 
+# Cached because a miss (no HTML variant, the usual case) is a file search and an
+# exception on every render; with auto_reload off the answer cannot change.
+@functools.lru_cache(maxsize=256)
 def _load_optional(env: SandboxedEnvironment, file_name: str) -> jinja2.Template | None:
     try:
         return env.get_template(file_name)
