@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -169,7 +167,3 @@ class BatchApplier:
             OffsetMove(partition, span.start, span.end, span.max_event_time)
             for partition, span in batch.spans.items()
         ]
-
-
-def max_event_times(batch: DecodedBatch) -> Mapping[int, datetime | None]:
-    return {partition: span.max_event_time for partition, span in batch.spans.items()}

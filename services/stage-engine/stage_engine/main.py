@@ -13,6 +13,7 @@ from shared.kafka.admin import ensure_topics
 from shared.kafka.consumer import ConsumerTuning, make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import dead_letter_topic
+from stage_engine.backpressure import OutboxPressure
 from stage_engine.consume import BatchApplier
 from stage_engine.housekeeping import Housekeeping
 from stage_engine.lifecycle import LifecycleConfig, load_lifecycle_config
@@ -103,6 +104,9 @@ async def start_engine(
         batch_size=settings.stage_relay_batch_size,
         interval_s=settings.stage_relay_interval_ms / 1000,
     )
+    pressure = OutboxPressure(
+        db=db, ownership=ownership, metrics=metrics, max_backlog=settings.stage_outbox_max_backlog
+    )
     timers = TimerLoop(
         db=db,
         ownership=ownership,
@@ -112,6 +116,7 @@ async def start_engine(
         config=live,
         batch_size=settings.stage_timer_batch_size,
         parallel=settings.stage_timer_parallel_rounds,
+        pressure=pressure,
         interval_s=settings.stage_timer_interval_ms / 1000,
         on_fired=relay.wake,
     )
@@ -134,7 +139,7 @@ async def start_engine(
         max_records=settings.stage_batch_max_records,
         poll_timeout_ms=settings.stage_poll_timeout_ms,
         max_consecutive_poison=settings.stage_max_consecutive_poison,
-        outbox_max_backlog=settings.stage_outbox_max_backlog,
+        pressure=pressure,
         on_committed=committed,
     )
     rfm = None

@@ -1,8 +1,8 @@
 """The consumer loop: poll a bounded batch, apply it in one transaction, then the next.
 
 One batch in flight at a time (no task per message): the loop's own pace is the
-backpressure toward Kafka, and while the outbox holds more than its limit the owned
-partitions are paused until the relay drains it.
+backpressure toward Kafka, and while the outbox holds more than its limit
+(backpressure.py) the owned partitions are paused until the relay drains it.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from shared.kafka.dead_letter import send_dead_letters
+from stage_engine.backpressure import OutboxPressure
 from stage_engine.consume import BatchApplier
 from stage_engine.decode import DecodedBatch, decode_batch
 from stage_engine.lifecycle import LifecycleConfig
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
-from stage_engine.store import transitions as transition_store
 from stage_engine.store.database import Database
 from stage_engine.store.offsets import FencedError, load_offsets
 
 log = logging.getLogger(__name__)
 
-BACKLOG_CHECK_INTERVAL_S = 1.0
 # Offsets go to Kafka (for lag tools only) at most this often: a round trip per batch
 # would cost latency for nothing, the database holds the truth.
 KAFKA_COMMIT_INTERVAL_S = 1.0
@@ -48,7 +47,7 @@ class PollLoop:
         max_records: int,
         poll_timeout_ms: int,
         max_consecutive_poison: int,
-        outbox_max_backlog: int,
+        pressure: OutboxPressure,
         on_committed: Callable[[], None],
     ) -> None:
         self._consumer = consumer
@@ -62,11 +61,10 @@ class PollLoop:
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
         self._max_poison = max_consecutive_poison
-        self._outbox_max_backlog = outbox_max_backlog
+        self._pressure = pressure
         self._on_committed = on_committed
         self._poison_streak = 0
         self._paused = False
-        self._backlog_checked_at = 0.0
         self._kafka_offsets: dict[TopicPartition, int] = {}
         self._kafka_committed_at = 0.0
 
@@ -163,21 +161,10 @@ class PollLoop:
                 self._metrics.consumer_lag.labels(str(partition)).set(max(0, highwater - position))
 
     async def _backpressure(self) -> None:
-        now = time.monotonic()
-        if now - self._backlog_checked_at < BACKLOG_CHECK_INTERVAL_S:
-            return
-        self._backlog_checked_at = now
-        async with self._db.read() as conn:
-            backlog = await transition_store.outbox_backlog(conn, self._ownership.partitions)
-        self._metrics.outbox_backlog.set(backlog)
         assigned = list(self._consumer.assignment())
-        if not self._paused and backlog > self._outbox_max_backlog:
-            self._paused = True
-            log.warning("consumption paused: outbox backlog", extra={"backlog": backlog})
-        elif self._paused and backlog <= self._outbox_max_backlog // 2:
-            self._paused = False
-            self._consumer.resume(*assigned)
-            log.info("consumption resumed", extra={"backlog": backlog})
-        if self._paused:
+        if await self._pressure.refresh():
             self._consumer.pause(*assigned)  # again: partitions assigned since are paused too
-        self._metrics.paused.set(1 if self._paused else 0)
+            self._paused = True
+        elif self._paused:
+            self._consumer.resume(*assigned)
+            self._paused = False

@@ -27,7 +27,7 @@ class StageEngineSettings(CommonSettings):
     stage_poll_timeout_ms: int = Field(default=200, ge=1, le=60_000)
     # A killed engine's partitions move to the others after this long without heartbeats.
     stage_session_timeout_ms: int = Field(default=10_000, ge=1000, le=300_000)
-    # Consumption pauses while more transitions than this wait in the outbox.
+    # Consumption and timers hold back while more transitions than this wait in the outbox.
     stage_outbox_max_backlog: int = Field(default=200_000, ge=1)
 
     stage_timer_interval_ms: int = Field(default=1000, ge=10, le=600_000)

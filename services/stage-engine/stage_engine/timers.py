@@ -6,6 +6,7 @@ PostgreSQL, so two engines never fire one row; expire() moves next_due_at past `
 in the same transaction that queues the transitions in the outbox.
 Killed before a round's commit: nothing fired, the rows are still due and fire on the
 next round (same transition ids). Killed after: fired once, the relay publishes them.
+While the outbox is over its limit (backpressure.py) no round starts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Literal
 from sqlalchemy.exc import DBAPIError
 
 from shared.clock import Clock
+from stage_engine.backpressure import OutboxPressure
 from stage_engine.lifecycle import LifecycleConfig, expire
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
@@ -69,6 +71,7 @@ class TimerLoop:
         config: Callable[[], LifecycleConfig],
         batch_size: int,
         parallel: int,
+        pressure: OutboxPressure,
         interval_s: float,
         on_fired: Callable[[], None],
     ) -> None:
@@ -80,6 +83,7 @@ class TimerLoop:
         self._config = config
         self._batch_size = batch_size
         self._parallel = parallel
+        self._pressure = pressure
         self._interval_s = interval_s
         self._on_fired = on_fired
         self._wake = asyncio.Event()
@@ -90,7 +94,8 @@ class TimerLoop:
 
     async def run(self) -> None:
         while True:
-            await self.fire_all()
+            if not await self._pressure.refresh():
+                await self.fire_all()
             # the interval is the wall clock's tick
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
@@ -104,7 +109,7 @@ class TimerLoop:
         """
         total = 0
         due = sorted(await self._partitions_due())
-        while due:
+        while due and not await self._pressure.refresh():
             chosen, due = due[: self._parallel], due[self._parallel :]
             fired = await self._round(chosen)
             total += sum(fired.values())

@@ -44,7 +44,8 @@ async def add_aliases(
 
 async def repoint_aliases(conn: AsyncConnection, moves: Mapping[str, str]) -> None:
     """Aliases that pointed at a profile merged away now point at the profile it joined,
-    so chains never form (an alias always resolves in one lookup)."""
+    so chains never form (an alias always resolves in one lookup). In the merge's
+    transaction: killed before its commit, nothing moved and the merge is redone."""
     if not moves:
         return
     statement = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 
 from sqlalchemy import exists, func, literal, select, union_all
@@ -69,18 +69,5 @@ async def due_count(conn: AsyncConnection, partition: int, now: datetime) -> int
         select(func.count())
         .select_from(users)
         .where(users.c.partition == partition, users.c.next_due_at <= now)
-    )
-    return int((await conn.execute(query)).scalar_one())
-
-
-async def all_partitions_due(
-    conn: AsyncConnection, partitions: Collection[int], now: datetime
-) -> int:
-    if not partitions:
-        return 0
-    query = (
-        select(func.count())
-        .select_from(users)
-        .where(users.c.partition.in_(sorted(partitions)), users.c.next_due_at <= now)
     )
     return int((await conn.execute(query)).scalar_one())

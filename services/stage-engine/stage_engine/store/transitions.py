@@ -82,7 +82,8 @@ async def _known_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
 
 
 async def move_history(conn: AsyncConnection, moves: Mapping[str, str]) -> None:
-    """A merged-away profile's history now belongs to the profile it joined."""
+    """A merged-away profile's history now belongs to the profile it joined (in the
+    merge's transaction: killed before its commit, nothing moved and the merge is redone)."""
     if not moves:
         return
     statement = (
@@ -126,7 +127,8 @@ async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) 
 
 
 async def drop_sent(conn: AsyncConnection, seqs: Collection[int]) -> None:
-    """Remove published rows (Kafka acknowledged them)."""
+    """Remove published rows (Kafka acknowledged them). Killed before the commit: the
+    rows stay, and the next owner's recovery finds them in the topic and drops them."""
     for chunk in chunks(sorted(seqs)):
         await conn.execute(delete(outbox).where(among(conn, outbox.c.seq, chunk)))
 

@@ -75,7 +75,11 @@ async def lock_due_users(
 async def upsert_users(
     conn: AsyncConnection, db: Database, rows: Sequence[StoredUser], *, now: datetime
 ) -> None:
-    """Write the rows in one multi-row statement, in user-id order (lock order)."""
+    """Write the rows in one multi-row statement, in user-id order (lock order).
+
+    Always inside a batch's or a timer round's transaction: killed before its commit,
+    the rows keep their old states and the batch or round is redone.
+    """
     if not rows:
         return
     values = [
@@ -100,5 +104,6 @@ async def upsert_users(
 
 
 async def delete_users(conn: AsyncConnection, user_ids: Collection[str]) -> None:
+    """Remove merged-away profiles (in the merge's transaction: all of it or none)."""
     for chunk in chunks(sorted(user_ids)):
         await conn.execute(delete(users).where(among(conn, users.c.user_id, chunk)))

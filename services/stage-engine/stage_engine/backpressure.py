@@ -1,0 +1,57 @@
+"""The outbox's size as the brake of the whole engine.
+
+When Kafka takes transitions slower than they are made (the broker is away, or a
+mass of timers falls due), consumption and the timer loop both hold back while more
+than `max_backlog` rows wait, and go on once the relay brought it under half of that.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from stage_engine.metrics import EngineMetrics
+from stage_engine.ownership import Ownership
+from stage_engine.store import transitions as transition_store
+from stage_engine.store.database import Database
+
+log = logging.getLogger(__name__)
+
+CHECK_INTERVAL_S = 1.0
+
+
+class OutboxPressure:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        ownership: Ownership,
+        metrics: EngineMetrics,
+        max_backlog: int,
+        check_interval_s: float = CHECK_INTERVAL_S,
+    ) -> None:
+        self._db = db
+        self._ownership = ownership
+        self._metrics = metrics
+        self._max_backlog = max_backlog
+        self._check_interval_s = check_interval_s
+        self._checked_at = float("-inf")
+        self.over = False
+
+    async def refresh(self) -> bool:
+        """Measure the backlog (at most once a second); True while over the limit."""
+        now = time.monotonic()
+        if now - self._checked_at < self._check_interval_s:
+            return self.over
+        self._checked_at = now
+        async with self._db.read() as conn:
+            backlog = await transition_store.outbox_backlog(conn, self._ownership.partitions)
+        self._metrics.outbox_backlog.set(backlog)
+        if not self.over and backlog > self._max_backlog:
+            self.over = True
+            log.warning("holding back: outbox backlog", extra={"backlog": backlog})
+        elif self.over and backlog <= self._max_backlog // 2:
+            self.over = False
+            log.info("going on: outbox backlog", extra={"backlog": backlog})
+        self._metrics.paused.set(1 if self.over else 0)
+        return self.over
