@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
-import signal
 import sys
+from collections.abc import Callable
 
 from shared.logs import configure_logging
 from shared.metrics import new_registry
@@ -24,9 +25,29 @@ from stage_engine.settings import StageEngineSettings
 log = logging.getLogger("stage_engine")
 
 
-def _stop_serving(_exc: BaseException) -> None:
-    # A loop died: ask uvicorn to shut down (it runs the lifespan's stop); exit code 1.
-    os.kill(os.getpid(), signal.SIGTERM)
+STOP_TIMEOUT_S = 20.0
+_exiting: set[asyncio.Task[None]] = set()
+
+
+def _exit_when_failed(started: list[Engine]) -> Callable[[BaseException], None]:
+    def on_failure(_exc: BaseException) -> None:
+        task = asyncio.get_running_loop().create_task(_stop_and_exit(started))
+        _exiting.add(task)
+
+    return on_failure
+
+
+async def _stop_and_exit(started: list[Engine]) -> None:
+    """A loop died: stop the others and the clients, then exit 1 to be restarted.
+
+    (uvicorn turns a SIGTERM into the signal's own exit status, so the process exits
+    here itself.) Killed during this: nothing is lost, the database holds the offsets.
+    """
+    for engine in started:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(engine.stop(), timeout=STOP_TIMEOUT_S)
+    logging.shutdown()
+    os._exit(1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     started: list[Engine] = []
 
     async def start() -> Engine:
-        engine = await start_engine(settings, registry=registry, on_failure=_stop_serving)
+        engine = await start_engine(
+            settings, registry=registry, on_failure=_exit_when_failed(started)
+        )
         started.append(engine)
         return engine
 
@@ -52,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     serve(
         app, host=settings.http_host, port=settings.stage_engine_port, log_level=settings.log_level
     )
-    failed = any(engine.failure is not None for engine in started)
-    return 1 if failed or not started else 0
+    return 0 if started else 1  # not started: the engine could not start (logged)
 
 
 if __name__ == "__main__":

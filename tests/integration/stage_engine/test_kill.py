@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from stage_engine.main import migrate_database
 
 from shared.events import Event
@@ -132,6 +133,13 @@ async def test_kill_9_during_a_stream_changes_nothing(
         await wait_until_drained(kafka_bootstrap, settings, timeout_s=120)
         await _settled(fresh_database_url)
         assert child.poll() is None, log_path.read_text()[-3000:]
+        # The last incarnation serves its HTTP API like any other.
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{settings.stage_engine_port}"
+        ) as http:
+            assert (await http.get("/readyz")).status_code == 200
+            stages = (await http.get("/v1/stages")).json()
+        assert stages["total"] == USERS + 3
     finally:
         stream.cancel()
         _stop(child)

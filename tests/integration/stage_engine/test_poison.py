@@ -3,7 +3,9 @@ in a row stop the engine without moving past them."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from pathlib import Path
 
 import orjson
 from stage_engine.decode import TooManyPoisonMessagesError
@@ -15,11 +17,13 @@ from tests.integration.stage_engine.support import (
     T0,
     consumed_offsets,
     event,
+    free_port,
     produce,
     produce_raw,
     read_topic,
     running_engine,
     settings_for,
+    spawn_engine,
     stored_states,
     wait_until_drained,
 )
@@ -81,3 +85,28 @@ async def test_too_many_poison_messages_in_a_row_stop_the_engine(
 
 async def _value(failures: list[BaseException]) -> list[BaseException]:
     return failures
+
+
+async def test_the_service_exits_non_zero_when_a_loop_dies(
+    topics: Topics, kafka_bootstrap: str, fresh_database_url: str, tmp_path: Path
+) -> None:
+    settings = settings_for(
+        topics,
+        kafka_bootstrap,
+        fresh_database_url,
+        stage_max_consecutive_poison=1,
+        stage_engine_port=free_port(),
+    )
+    for _ in range(2):
+        await produce_raw(kafka_bootstrap, topics.events, b"k", b"garbage")
+    log_path = tmp_path / "engine.log"
+    child = spawn_engine(settings, log_path)
+    try:
+        code = await asyncio.wait_for(asyncio.to_thread(child.wait), timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    log = log_path.read_text()
+    assert code == 1, log[-2000:]
+    assert "STAGE_MAX_CONSECUTIVE_POISON=1" in log
