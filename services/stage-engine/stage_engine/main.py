@@ -76,6 +76,7 @@ async def start_engine(
         clock=clock,
         ownership=ownership,
         lateness=timedelta(seconds=settings.stage_allowed_lateness_seconds),
+        idle_after_s=settings.stage_idle_partition_seconds,
     )
     producer = make_producer(settings.kafka_bootstrap_servers, client_id=SERVICE)
     consumer = make_consumer(

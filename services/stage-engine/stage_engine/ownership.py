@@ -8,7 +8,8 @@ So a partition's work never straddles a hand-over.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -16,12 +17,17 @@ from stage_engine.store.offsets import StoredOffset
 
 
 class Ownership:
-    def __init__(self) -> None:
+    def __init__(self, *, monotonic_s: Callable[[], float] = time.monotonic) -> None:
+        self._monotonic_s = monotonic_s
         self.consume_lock = asyncio.Lock()
         self.timer_lock = asyncio.Lock()
         self.relay_lock = asyncio.Lock()
         self._positions: dict[int, int] = {}
         self._max_event_times: dict[int, datetime | None] = {}
+        # For idle detection (event clock): when each partition's event time last moved,
+        # and its consumer lag as last seen by the poll loop.
+        self._moved_at_s: dict[int, float] = {}
+        self._lag: dict[int, int] = {}
         # Bumped on every assignment: the relay re-checks what may already be published.
         self.generation = 0
 
@@ -41,6 +47,23 @@ class Ownership:
         highest = self._max_event_times.get(partition)
         return None if highest is None else highest - lateness
 
+    def note_lag(self, partition: int, lag: int) -> None:
+        if partition in self._positions:
+            self._lag[partition] = lag
+
+    def is_idle(self, partition: int, idle_after_s: float) -> bool:
+        """Caught up (no lag) and no newer event time for `idle_after_s` seconds."""
+        moved_at = self._moved_at_s.get(partition)
+        return (
+            self._lag.get(partition) == 0
+            and moved_at is not None
+            and self._monotonic_s() - moved_at >= idle_after_s
+        )
+
+    def highest_event_time(self) -> datetime | None:
+        """The highest event time applied across the partitions this instance owns."""
+        return max((t for t in self._max_event_times.values() if t is not None), default=None)
+
     @asynccontextmanager
     async def handover(self) -> AsyncIterator[None]:
         """Hold every worker's lock (in one fixed order) while ownership changes."""
@@ -51,12 +74,16 @@ class Ownership:
         for partition, offset in stored.items():
             self._positions[partition] = offset.next_offset
             self._max_event_times[partition] = offset.max_event_time
+            self._moved_at_s[partition] = self._monotonic_s()
+            self._lag.pop(partition, None)
         self.generation += 1
 
     def release(self, partitions: Collection[int]) -> None:
         for partition in partitions:
             self._positions.pop(partition, None)
             self._max_event_times.pop(partition, None)
+            self._moved_at_s.pop(partition, None)
+            self._lag.pop(partition, None)
 
     def advanced(self, partition: int, next_offset: int, max_event_time: datetime | None) -> None:
         """A batch of `partition` committed: its next batch starts at `next_offset`."""
@@ -66,3 +93,4 @@ class Ownership:
         current = self._max_event_times.get(partition)
         if max_event_time is not None and (current is None or max_event_time > current):
             self._max_event_times[partition] = max_event_time
+            self._moved_at_s[partition] = self._monotonic_s()

@@ -158,7 +158,9 @@ class PollLoop:
             position = self._ownership.position(partition)
             highwater = self._consumer.highwater(tp) if tp in self._consumer.assignment() else None
             if highwater is not None and position is not None:
-                self._metrics.consumer_lag.labels(str(partition)).set(max(0, highwater - position))
+                lag = max(0, highwater - position)
+                self._metrics.consumer_lag.labels(str(partition)).set(lag)
+                self._ownership.note_lag(partition, lag)
 
     async def _backpressure(self) -> None:
         assigned = list(self._consumer.assignment())

@@ -17,6 +17,10 @@ class StageEngineSettings(CommonSettings):
     # watermark, the highest event time seen minus the allowed lateness (replay, backfill).
     stage_clock: Literal["wall", "event"] = "wall"
     stage_allowed_lateness_seconds: float = Field(default=60.0, ge=0, le=30 * 86_400)
+    # Event clock only: a caught-up partition with no newer event for this many wall
+    # seconds follows the highest event time among the owned partitions, so timers do
+    # not wait forever after an import ends. 0 = off (exact per-partition replay).
+    stage_idle_partition_seconds: float = Field(default=0.0, ge=0, le=86_400)
     # A messageId seen again within this window (by receive time) is dropped.
     stage_dedup_window_days: float = Field(default=7.0, gt=0, le=365)
     # This many poison messages in a row stop the engine (something upstream is broken).

@@ -47,16 +47,28 @@ class TimerTime:
         clock: Clock,
         ownership: Ownership,
         lateness: timedelta,
+        idle_after_s: float = 0.0,
     ) -> None:
         self._mode = mode
         self._clock = clock
         self._ownership = ownership
         self._lateness = lateness
+        self._idle_after_s = idle_after_s
 
     def now_for(self, partition: int) -> datetime | None:
         if self._mode == "wall":
             return self._clock.now()
-        return self._ownership.watermark(partition, self._lateness)
+        own = self._ownership.watermark(partition, self._lateness)
+        if not self._idle_after_s or not self._ownership.is_idle(partition, self._idle_after_s):
+            return own
+        # An idle, caught-up partition follows the owned partitions' highest event time,
+        # so the last timers of a finished import fire. Off by default: it trades the
+        # exact replay of per-partition event time for timers that do not wait forever.
+        highest = self._ownership.highest_event_time()
+        if highest is None:
+            return own
+        followed = highest - self._lateness
+        return followed if own is None or followed > own else own
 
 
 class TimerLoop:

@@ -96,3 +96,48 @@ async def test_a_handover_waits_for_the_round_in_flight() -> None:
 
     await asyncio.gather(round_in_flight(), handover())
     assert order == ["round done", "handover"]
+
+
+class _Monotonic:
+    def __init__(self) -> None:
+        self.now_s = 100.0
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def test_an_idle_caught_up_partition_follows_the_highest_owned_event_time() -> None:
+    monotonic = _Monotonic()
+    ownership = Ownership(monotonic_s=monotonic)
+    ownership.take({0: StoredOffset(10, T0), 1: StoredOffset(10, T0)})
+    lateness = timedelta(minutes=1)
+    time = TimerTime(
+        mode="event",
+        clock=ManualClock(T0),
+        ownership=ownership,
+        lateness=lateness,
+        idle_after_s=5.0,
+    )
+    ownership.advanced(0, 20, T0 + timedelta(days=3))
+    ownership.note_lag(1, 4)
+    monotonic.now_s += 10
+    assert time.now_for(1) == T0 - lateness  # records still to read: not idle
+    ownership.note_lag(1, 0)
+    assert time.now_for(1) == T0 + timedelta(days=3) - lateness  # idle and caught up
+    ownership.advanced(1, 30, T0 + timedelta(hours=1))
+    assert time.now_for(1) == T0 + timedelta(hours=1) - lateness  # it moved: its own again
+    monotonic.now_s += 4
+    assert time.now_for(1) == T0 + timedelta(hours=1) - lateness  # not idle long enough
+
+
+def test_idle_following_is_off_by_default() -> None:
+    monotonic = _Monotonic()
+    ownership = Ownership(monotonic_s=monotonic)
+    ownership.take({0: StoredOffset(10, T0), 1: StoredOffset(10, T0)})
+    time = TimerTime(
+        mode="event", clock=ManualClock(T0), ownership=ownership, lateness=timedelta(0)
+    )
+    ownership.advanced(0, 20, T0 + timedelta(days=3))
+    ownership.note_lag(1, 0)
+    monotonic.now_s += 3600
+    assert time.now_for(1) == T0

@@ -15,6 +15,7 @@ from simulator.stack.processes import ChildSpec, ReadyCheck
 LOOPBACK = "127.0.0.1"
 # The simulator sends each simulated hour in time order, so a few simulated
 # minutes of lateness cover any reordering between the batches of one step.
+IDLE_PARTITION_SECONDS = 5
 ALLOWED_LATENESS_SECONDS = 600
 
 
@@ -132,6 +133,9 @@ def plan_stack(
                 "DATABASE_URL": database_url or paths.sqlite_url("stage-engine"),
                 "STAGE_CLOCK": "event",
                 "STAGE_ALLOWED_LATENESS_SECONDS": str(ALLOWED_LATENESS_SECONDS),
+                # After an import or simulation ends, partitions that saw no late
+                # events still fire their timers (see stage_engine/settings.py).
+                "STAGE_IDLE_PARTITION_SECONDS": str(IDLE_PARTITION_SECONDS),
             },
             ready=http_ready(f"http://{LOOPBACK}:{settings.stage_engine_port}/readyz"),
             stop_order=1,
