@@ -43,6 +43,7 @@ from pydantic import TypeAdapter
 from shared.codec import encode
 from shared.kafka.admin import ensure_topics
 from shared.kafka.producer import make_producer
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -244,12 +245,6 @@ async def open_loop(port: int, requests: list[bytes], rate_per_s: float, name: s
 
 
 # ---------------------------------------------------------------- the ingest process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

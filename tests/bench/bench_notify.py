@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import re
-import socket
 import statistics
 import sys
 import time
@@ -44,6 +43,7 @@ from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
 from shared.transitions import Profile, Stage, Transition, TransitionData, TransitionKind
+from tests.ports import free_port
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 DATABASE_URL = os.environ.get(
@@ -85,13 +85,6 @@ def silent(user_id: str, at: datetime) -> Transition:
         profile=profile,
     )
     return Transition.build(data, at, discriminator="silent")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def cpu_seconds(pid: int) -> float:

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 
 from shared.topics import Topics
 from tests.integration.ingest.support import AUTH, in_process, read_topic, settings_for
+from tests.ports import free_port
 from tests.waiting import eventually
 
 TRACK = {"userId": "u", "event": "E"}
 BATCH = {"batch": [{"type": "track", "userId": "u", "event": "E"}] * 5}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def assert_refused_with_retry_after(client: httpx.AsyncClient, code: str) -> None:

@@ -8,7 +8,6 @@ import asyncio
 import os
 import random
 import re
-import socket
 import sys
 import time
 from collections import Counter, defaultdict
@@ -29,6 +28,7 @@ from shared.notifications import NotificationOutcome, OutcomeResult
 from shared.topics import Topics
 from shared.transitions import Stage
 from tests.integration.notifier.harness import TopicReader, produce, transition
+from tests.ports import free_port
 from tests.waiting import eventually
 
 TRANSITIONS = 5000
@@ -62,13 +62,6 @@ PLAYBOOK = {
 
 def _at_least(wanted: int) -> Callable[[int], bool]:
     return lambda got: got >= wanted
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class Notifier:
@@ -139,7 +132,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_doubles_nothing(
             "TOPIC_NOTIFICATIONS": topics.notifications,
             "TOPIC_PARTITIONS": "3",
             "PLAYBOOK_CONFIG": str(playbook_path),
-            "NOTIFIER_PORT": str(_free_port()),
+            "NOTIFIER_PORT": str(free_port()),
             "NOTIFIER_GROUP": f"{topics.transitions}.notifier",
             "NOTIFIER_SMTP_PORT": str(smtp.port),
             "NOTIFIER_SMS_URL": f"{sink.url}/sms",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from notifier.channels.base import PermanentChannelError, TransientChannelError
 from notifier.channels.email import IDEMPOTENCY_HEADER, EmailChannel, message_id_for
 from notifier.devsmtp import REJECT_DOMAIN, TEMPFAIL_DOMAIN, DevSmtp
 
+from tests.ports import free_port
 from tests.unit.notifier.factories import CONTACT, make_coupon, make_delivery, make_transition
 
 SENDER = "Lifecycle <hello@shop.example>"
@@ -108,13 +108,6 @@ async def test_a_template_that_cannot_render_is_permanent(smtp: DevSmtp) -> None
     with pytest.raises(PermanentChannelError, match="winback_coupon"):
         await channel_for(smtp.port).send(delivery)
     assert smtp.messages() == []
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 async def test_a_refused_connection_is_transient() -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
@@ -15,14 +14,9 @@ from typing import IO
 
 import httpx
 
+from tests.ports import free_port
 from tests.servers import ROOT
 from tests.waiting import eventually
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def kill_group(process: subprocess.Popen[bytes]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -79,6 +80,34 @@ def check_order_per_user(events: list[Event]) -> None:
         assert times == sorted(times), f"{user}'s events are not in event-time order"
 
 
+def _import_args(path: Path, url: str) -> tuple[str, ...]:
+    return (
+        "import",
+        str(path),
+        "--write-key",
+        WRITE_KEY,
+        "--ingest-url",
+        url,
+        "--batch-size",
+        str(BATCH),
+    )
+
+
+async def _interrupted_after_two_batches(
+    args: tuple[str, ...], path: Path, stop: signal.Signals
+) -> subprocess.Popen[bytes]:
+    """Start a slowed-down import and send it `stop` once two batches are acknowledged."""
+    first = lifecycle_command(*args, "--max-events-per-second", "400", env={})
+    await eventually(
+        lambda: acknowledged(path),
+        until=lambda n: n >= 2 * BATCH,
+        timeout_s=60,
+        what="two batches acknowledged",
+    )
+    os.killpg(first.pid, stop)
+    return first
+
+
 async def test_an_interrupted_import_resumes_without_resending(
     tmp_path: Path, live_kafka: str, topics: Topics
 ) -> None:
@@ -86,24 +115,8 @@ async def test_an_interrupted_import_resumes_without_resending(
     async with running_ingest(
         tmp_path, kafka=live_kafka, events_topic=topics.events, write_key=WRITE_KEY
     ) as url:
-        args = (
-            "import",
-            str(path),
-            "--write-key",
-            WRITE_KEY,
-            "--ingest-url",
-            url,
-            "--batch-size",
-            str(BATCH),
-        )
-        first = lifecycle_command(*args, "--max-events-per-second", "400", env={})
-        await eventually(
-            lambda: acknowledged(path),
-            until=lambda n: n >= 2 * BATCH,
-            timeout_s=60,
-            what="two batches acknowledged",
-        )
-        os.killpg(first.pid, signal.SIGINT)
+        args = _import_args(path, url)
+        first = await _interrupted_after_two_batches(args, path, signal.SIGINT)
         code, out, err = await finished(first, timeout_s=60)
         assert code == 130, (out, err)
         assert "resume" in out
@@ -136,24 +149,8 @@ async def test_a_kill_9_resends_at_most_the_batch_in_flight_with_the_same_ids(
     async with running_ingest(
         tmp_path, kafka=live_kafka, events_topic=topics.events, write_key=WRITE_KEY
     ) as url:
-        args = (
-            "import",
-            str(path),
-            "--write-key",
-            WRITE_KEY,
-            "--ingest-url",
-            url,
-            "--batch-size",
-            str(BATCH),
-        )
-        first = lifecycle_command(*args, "--max-events-per-second", "400", env={})
-        await eventually(
-            lambda: acknowledged(path),
-            until=lambda n: n >= 2 * BATCH,
-            timeout_s=60,
-            what="two batches acknowledged",
-        )
-        os.killpg(first.pid, signal.SIGKILL)
+        args = _import_args(path, url)
+        first = await _interrupted_after_two_batches(args, path, signal.SIGKILL)
         await finished(first, timeout_s=30)
         code, out, err = await finished(lifecycle_command(*args, env={}), timeout_s=120)
         assert code == 0, (out, err)

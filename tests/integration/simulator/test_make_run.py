@@ -19,7 +19,8 @@ import orjson
 from simulator.stack.processes import group_alive
 
 from shared.topics import Topics
-from tests.integration.simulator.processes import free_port, kill_group, spawn
+from tests.integration.simulator.processes import kill_group, spawn
+from tests.ports import free_port
 from tests.waiting import eventually
 
 STAGES = ("prospect", "new", "active", "silent", "churned")

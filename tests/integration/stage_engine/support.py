@@ -4,7 +4,6 @@ subprocess engine, producing events, reading topics and stored states."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -80,12 +79,6 @@ async def running_engine(
     finally:
         await engine.stop()
     assert engine.failure is None, f"an engine loop failed: {engine.failure!r}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def spawn_engine(settings: StageEngineSettings, log_path: Path) -> subprocess.Popen[bytes]:

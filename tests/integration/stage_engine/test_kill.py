@@ -27,7 +27,6 @@ from tests.integration.stage_engine.support import (
     event,
     extra_database,
     extra_topic,
-    free_port,
     outbox_size,
     produce,
     read_transitions,
@@ -37,6 +36,7 @@ from tests.integration.stage_engine.support import (
     stored_states,
     wait_until_drained,
 )
+from tests.ports import free_port
 from tests.waiting import eventually
 
 EVENTS = 50_000

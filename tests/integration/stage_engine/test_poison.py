@@ -17,7 +17,6 @@ from tests.integration.stage_engine.support import (
     T0,
     consumed_offsets,
     event,
-    free_port,
     produce,
     produce_raw,
     read_topic,
@@ -27,6 +26,7 @@ from tests.integration.stage_engine.support import (
     stored_states,
     wait_until_drained,
 )
+from tests.ports import free_port
 from tests.waiting import eventually
 
 
