@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from notifier.channels.base import Channel
 from notifier.channels.call import CallChannel
 from notifier.channels.coupon import CouponChannel
@@ -11,17 +9,16 @@ from notifier.channels.email import EmailChannel
 from notifier.channels.push import PushChannel
 from notifier.channels.sms import SmsChannel
 from notifier.channels.webhook import WebhookChannel
-from notifier.keepalive import KeepAliveTransport
+from notifier.lean_http import LeanHttpClient
 from notifier.playbook import Playbook
 from notifier.settings import NotifierSettings
 from shared.clock import Clock
 
 
-def http_client(settings: NotifierSettings) -> httpx.AsyncClient:
+def http_client(settings: NotifierSettings) -> LeanHttpClient:
     """One client for every HTTP provider, with as many connections as senders."""
-    return httpx.AsyncClient(
-        transport=KeepAliveTransport(max_connections=settings.notifier_concurrency),
-        timeout=httpx.Timeout(settings.provider_timeout_s),
+    return LeanHttpClient(
+        max_connections=settings.notifier_concurrency, timeout_s=settings.provider_timeout_s
     )
 
 
@@ -29,7 +26,7 @@ def http_client(settings: NotifierSettings) -> httpx.AsyncClient:
 # simulation's coupons expire in simulated time. Email Date headers and webhook
 # signatures stay on wall time: receivers check them against their own clocks.
 def build_channels(
-    settings: NotifierSettings, playbook: Playbook, *, clock: Clock, client: httpx.AsyncClient
+    settings: NotifierSettings, playbook: Playbook, *, clock: Clock, client: LeanHttpClient
 ) -> dict[str, Channel]:
     timeout_s = settings.provider_timeout_s
     templates_dir = playbook.templates_dir

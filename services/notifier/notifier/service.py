@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,6 +24,7 @@ from notifier.channels.base import Channel
 from notifier.clocks import make_clock
 from notifier.consume import TransitionConsumer
 from notifier.execute import Executor, ExecutorConfig
+from notifier.lean_http import LeanHttpClient
 from notifier.metrics import NotifierMetrics
 from notifier.playbook import Playbook
 from notifier.providers import build_channels, http_client
@@ -50,7 +50,7 @@ class _Running:
     engine: AsyncEngine
     producer: AIOKafkaProducer
     consumer: AIOKafkaConsumer
-    client: httpx.AsyncClient
+    client: LeanHttpClient
     channels: dict[str, Channel]
     tasks: list[asyncio.Task[None]]
 

@@ -29,10 +29,22 @@ _RETRYABLE_4XX = frozenset({408, 425, 429})
 _DETAIL_CHARS = 200  # enough of a provider's error body to say why, bounded for logs
 
 
+class ProviderAnswer(Protocol):
+    """What we read of an answer: httpx.Response and lean_http.Answer both fit."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def text(self) -> str: ...
+    def json(self) -> Any: ...
+
+
 class PostClient(Protocol):
     async def post(
         self, url: str, *, content: bytes, headers: Mapping[str, str]
-    ) -> httpx.Response: ...
+    ) -> ProviderAnswer: ...
 
     async def aclose(self) -> None: ...
 
@@ -137,7 +149,7 @@ class HttpProvider:
             await self._client.aclose()
 
 
-def _classify(url: str, response: httpx.Response) -> str | None:
+def _classify(url: str, response: ProviderAnswer) -> str | None:
     status = response.status_code
     if 200 <= status < 300:
         return _message_id(response)
@@ -145,12 +157,12 @@ def _classify(url: str, response: httpx.Response) -> str | None:
     if status >= 500 or status in _RETRYABLE_4XX:
         raise TransientChannelError(
             f"POST {url} answered {status}: {detail}",
-            retry_after_s=retry_after_s(response.headers.get("Retry-After")),
+            retry_after_s=retry_after_s(response.headers.get("retry-after")),
         )
     raise PermanentChannelError(f"POST {url} answered {status}: {detail}")
 
 
-def _message_id(response: httpx.Response) -> str | None:
+def _message_id(response: ProviderAnswer) -> str | None:
     try:
         answer = response.json()
     except ValueError:

@@ -1,4 +1,4 @@
-"""The providers' HTTP transport against a real local server: keep-alive, bodies, failures."""
+"""The providers' lean HTTP client against a real local server: keep-alive, bodies, failures."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from notifier.keepalive import KeepAliveTransport
+from notifier.lean_http import LeanHttpClient
 
 
 class Server:
@@ -82,20 +82,19 @@ async def server() -> AsyncIterator[Server]:
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=KeepAliveTransport(max_connections=4), timeout=httpx.Timeout(0.5)
-    ) as http:
-        yield http
+async def client() -> AsyncIterator[LeanHttpClient]:
+    http = LeanHttpClient(max_connections=4, timeout_s=0.5)
+    yield http
+    await http.aclose()
 
 
 async def test_sequential_requests_share_one_connection(
-    server: Server, client: httpx.AsyncClient
+    server: Server, client: LeanHttpClient
 ) -> None:
     for n in range(20):
         answer = await client.post(
             f"http://127.0.0.1:{server.port}/sms",
-            json={"n": n},
+            content=b'{"n":%d}' % n,
             headers={"Idempotency-Key": f"k-{n}"},
         )
         assert answer.status_code == 200
@@ -107,41 +106,56 @@ async def test_sequential_requests_share_one_connection(
 
 
 async def test_concurrency_is_bounded_by_max_connections(
-    server: Server, client: httpx.AsyncClient
+    server: Server, client: LeanHttpClient
 ) -> None:
     url = f"http://127.0.0.1:{server.port}/push"
-    answers = await asyncio.gather(*(client.post(url, json={}) for _ in range(40)))
+    answers = await asyncio.gather(
+        *(client.post(url, content=b"{}", headers={}) for _ in range(40))
+    )
     assert {a.status_code for a in answers} == {200}
     assert server.connections <= 4
 
 
-async def test_chunked_and_closing_answers(server: Server, client: httpx.AsyncClient) -> None:
-    chunked = await client.post(f"http://127.0.0.1:{server.port}/chunked", content=b"x")
+async def test_chunked_and_closing_answers(server: Server, client: LeanHttpClient) -> None:
+    chunked = await client.post(f"http://127.0.0.1:{server.port}/chunked", content=b"x", headers={})
     assert chunked.text == "hello world"
-    closing = await client.post(f"http://127.0.0.1:{server.port}/close", content=b"x")
+    closing = await client.post(f"http://127.0.0.1:{server.port}/close", content=b"x", headers={})
     assert (closing.status_code, closing.text) == (503, "busy")
-    again = await client.post(f"http://127.0.0.1:{server.port}/sms", content=b"x")
+    again = await client.post(f"http://127.0.0.1:{server.port}/sms", content=b"x", headers={})
     assert again.status_code == 200
     assert server.connections == 2  # the closed one was not reused
 
 
 async def test_a_connection_the_server_dropped_while_idle_is_replaced(
-    server: Server, client: httpx.AsyncClient
+    server: Server, client: LeanHttpClient
 ) -> None:
     url = f"http://127.0.0.1:{server.port}/sms"
-    assert (await client.post(url, content=b"1")).status_code == 200
+    assert (await client.post(url, content=b"1", headers={})).status_code == 200
     server.drop_connections()
-    assert (await client.post(url, content=b"2")).status_code == 200
+    assert (await client.post(url, content=b"2", headers={})).status_code == 200
     assert server.connections == 2
 
 
-async def test_failures_surface_as_httpx_errors(server: Server, client: httpx.AsyncClient) -> None:
+async def test_failures_surface_as_httpx_errors(server: Server, client: LeanHttpClient) -> None:
     with pytest.raises(httpx.ReadTimeout):
-        await client.post(f"http://127.0.0.1:{server.port}/hang", content=b"x")
+        await client.post(f"http://127.0.0.1:{server.port}/hang", content=b"x", headers={})
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
     with pytest.raises(httpx.ConnectError):
-        await client.post(f"http://127.0.0.1:{closed_port}/sms", content=b"x")
+        await client.post(f"http://127.0.0.1:{closed_port}/sms", content=b"x", headers={})
     # After a timeout the connection is discarded, the next request gets a fresh one.
-    assert (await client.post(f"http://127.0.0.1:{server.port}/sms", content=b"x")).is_success
+    assert (
+        await client.post(f"http://127.0.0.1:{server.port}/sms", content=b"x", headers={})
+    ).status_code == 200
+
+
+async def test_answer_headers_are_lower_cased_and_json_parses(
+    server: Server, client: LeanHttpClient
+) -> None:
+    answer = await client.post(f"http://127.0.0.1:{server.port}/sms", content=b"x", headers={})
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.text == '{"id": "m-1"}'
+    closing = await client.post(f"http://127.0.0.1:{server.port}/close", content=b"x", headers={})
+    with pytest.raises(ValueError, match="unexpected character"):
+        closing.json()  # "busy" is not JSON: callers treat that as "no message id"
