@@ -21,6 +21,7 @@ from ingest.settings import IngestSettings
 from shared.clock import Clock, SystemClock
 from shared.http_ops import ops_router
 from shared.kafka.ping import broker_answers
+from shared.kafka.producer import ProducerTuning
 from shared.metrics import new_registry
 from shared.topics import Topics
 
@@ -66,6 +67,7 @@ def create_app(settings: IngestSettings, *, clock: Clock | None = None) -> FastA
         replication_factor=settings.topic_replication_factor,
         connect_timeout_s=settings.ingest_kafka_connect_timeout_ms / 1000,
         max_backoff_s=settings.ingest_kafka_reconnect_max_backoff_ms / 1000,
+        tuning=ProducerTuning(linger_ms=settings.ingest_linger_ms),
     )
     in_flight = InFlight(settings.ingest_max_in_flight_events, metrics.in_flight_events.set)
     publisher = Publisher(

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared.kafka.admin import ensure_topics
-from shared.kafka.producer import make_producer
+from shared.kafka.producer import ProducerTuning, make_producer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ class BrokerLink:
         replication_factor: int,
         connect_timeout_s: float,
         max_backoff_s: float,
+        tuning: ProducerTuning,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._topics = list(topics)
@@ -41,6 +42,7 @@ class BrokerLink:
         self._replication_factor = replication_factor
         self._connect_timeout_s = connect_timeout_s
         self._max_backoff_s = max_backoff_s
+        self._tuning = tuning
         self._reconnect_task: asyncio.Task[None] | None = None
         self.producer: AIOKafkaProducer | None = None
 
@@ -71,7 +73,7 @@ class BrokerLink:
             backoff_s = min(backoff_s * 2, self._max_backoff_s)
 
     async def _connect_once(self) -> bool:
-        producer = make_producer(self._bootstrap_servers, client_id="ingest")
+        producer = make_producer(self._bootstrap_servers, client_id="ingest", tuning=self._tuning)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 await producer.start()

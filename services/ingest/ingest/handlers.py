@@ -33,6 +33,9 @@ from shared.events import EventType
 
 _SUCCESS = b'{"success":true}'
 _JSON = "application/json"
+# Built once: a Response holds no per-request state, so one instance answers every
+# accepted single call (its headers are not rebuilt per request).
+_SUCCESS_RESPONSE = Response(_SUCCESS, media_type=_JSON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +108,7 @@ class Ingest:
             raise RefusedError(413, "too_large", "body", self._event_too_large(len(value)))
         await self._publish([(key, value)])
         self._metrics.events_accepted.labels(call_type).inc()
-        return Response(_SUCCESS, media_type=_JSON)
+        return _SUCCESS_RESPONSE
 
     async def _batch(self, request: Request) -> Response:
         received_at = self._clock.now()
