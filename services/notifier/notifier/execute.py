@@ -5,6 +5,13 @@
 
 Nothing is held only in memory: a job is a leased row, a result is re-done
 (same idempotency key) if the process dies before the writer commits it.
+
+SMTP has no idempotency key: an email whose "250 OK" came back but whose result
+was not committed before a crash is sent again (same Message-ID, so receivers can
+drop it). To keep that window narrow, an email sender waits until its result is
+committed before it takes its next job, and the writer commits such results
+without lingering: at any moment each sender holds at most one accepted but
+unrecorded mail, so a crash re-sends at most `concurrency` mails.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ log = logging.getLogger(__name__)
 _FLUSH_MAX_RESULTS = 256
 _FLUSH_LINGER_S = 0.01  # let concurrent senders share one commit
 _GAUGE_INTERVAL_S = 5.0
+# Channels whose provider cannot de-duplicate a repeat (no Idempotency-Key): their
+# senders wait for each result to be durable before the next send.
+RECORD_BEFORE_NEXT = frozenset({"email"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +71,10 @@ class Executor:
         self._metrics = metrics
         self._on_recorded = on_recorded
         self._jobs: asyncio.Queue[Job] = asyncio.Queue()
-        self._results: asyncio.Queue[Result] = asyncio.Queue(maxsize=config.concurrency * 2)
+        # A result, and for RECORD_BEFORE_NEXT channels the future its sender waits on.
+        self._results: asyncio.Queue[tuple[Result, asyncio.Future[None] | None]] = asyncio.Queue(
+            maxsize=config.concurrency * 2
+        )
         self._in_flight = 0  # claimed and not yet done: queued for a sender, or sending
         # Claimed work runs ahead of the senders by up to one round of `concurrency`, so a
         # freed sender takes its next job at once instead of waiting for a claim round trip.
@@ -119,18 +132,33 @@ class Executor:
             finally:
                 self._in_flight -= 1
                 self._slot_free.set()
-            if result is not None:
-                await self._results.put(result)
+            if result is None:
+                continue
+            if job.ref.channel not in RECORD_BEFORE_NEXT:
+                await self._results.put((result, None))
+                continue
+            recorded = asyncio.get_running_loop().create_future()
+            await self._results.put((result, recorded))
+            # Killed before the writer commits this result: the mail is sent again after
+            # the lease, and this sender had no other unrecorded mail (it waits here).
+            await recorded
 
     async def _write_loop(self) -> None:
         while True:
-            batch = [await self._results.get()]
-            await asyncio.sleep(_FLUSH_LINGER_S)  # let concurrent results join this commit
-            while len(batch) < _FLUSH_MAX_RESULTS and not self._results.empty():
-                batch.append(self._results.get_nowait())
+            items = [await self._results.get()]
+            if items[0][1] is None:
+                # Let concurrent results join this commit; a sender waiting on its
+                # result (an email) is not kept waiting, and its window stays short.
+                await asyncio.sleep(_FLUSH_LINGER_S)
+            while len(items) < _FLUSH_MAX_RESULTS and not self._results.empty():
+                items.append(self._results.get_nowait())
+            batch = [result for result, _ in items]
             async with self._writes.begin() as conn:
                 accepted = await write_results(conn, batch)
             # Killed here: the results are committed; the relay publishes their outcomes.
+            for _, recorded in items:
+                if recorded is not None and not recorded.done():
+                    recorded.set_result(None)
             self._count(accepted)
             if len(accepted) < len(batch):
                 log.warning(
