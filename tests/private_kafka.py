@@ -11,14 +11,12 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tests.ports import free_port
-from tests.servers import ROOT
+from tests.servers import ROOT, run_local_script
 
-SCRIPT = ROOT / "deploy" / "local" / "kafka.sh"
 HOME = ROOT / ".local" / "kafka"
 
 
@@ -39,16 +37,7 @@ class PrivateKafka:
         }
 
     def _script(self, command: str) -> None:
-        done = subprocess.run(
-            [str(SCRIPT), command],
-            env=self._env(),
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=180,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"kafka.sh {command} on port {self.port} failed:\n{done.stderr}")
+        run_local_script("kafka.sh", command, self._env())
 
     def start(self) -> None:
         """Start (or restart, on the same data) and return once it answers metadata."""

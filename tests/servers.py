@@ -25,20 +25,27 @@ def docker_engine_answers() -> bool:
     return True
 
 
-def _local(script: str, variable: str) -> str:
+def run_local_script(script: str, command: str, env: dict[str, str] | None = None) -> str:
+    """Run `deploy/local/<script> <command>`; its stdout, or RuntimeError with its stderr."""
     done = subprocess.run(
-        [str(ROOT / "deploy" / "local" / script), "start"],
+        [str(ROOT / "deploy" / "local" / script), command],
+        env=env,
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"{script} start failed:\n{done.stderr}")
-    for line in done.stdout.splitlines():
+        raise RuntimeError(f"{script} {command} failed:\n{done.stderr}")
+    return done.stdout
+
+
+def _local(script: str, variable: str) -> str:
+    stdout = run_local_script(script, "start")
+    for line in stdout.splitlines():
         if line.startswith(variable + "="):
             return line.split("=", 1)[1]
-    raise RuntimeError(f"{script} printed no {variable}: {done.stdout!r}")
+    raise RuntimeError(f"{script} printed no {variable}: {stdout!r}")
 
 
 @contextlib.contextmanager
