@@ -87,8 +87,11 @@ class Simulation:
         ]
         self._background = background
         try:
+            began = time.monotonic()
             await self._advance_days()
+            self.stats.days_seconds = time.monotonic() - began
             await self._drain(on_update)
+            self.stats.drain_seconds = time.monotonic() - began - self.stats.days_seconds
         finally:
             for task in background:
                 task.cancel()

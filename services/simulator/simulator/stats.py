@@ -100,6 +100,8 @@ class LiveStats:
     engine_time: datetime | None = None
     notifier_lag: timedelta | None = None
     held_seconds: float = 0.0  # wall time simulated time waited for the pipeline
+    days_seconds: float = 0.0  # wall time from the first simulated day to the last one sent
+    drain_seconds: float = 0.0  # wall time after the last day until the figures settled
     transition_times: dict[str, datetime] = field(default_factory=dict)
     # Rules seen answering a user's move to silent or churned: their reactivation rate
     # is the recall rate proper (the other rules' audiences were still active).
@@ -180,6 +182,8 @@ class LiveStats:
             "calls_rejected": self.calls_rejected,
             "answers_planned": self.answers_planned,
             "held_seconds": round(self.held_seconds, 1),
+            "days_seconds": round(self.days_seconds, 1),
+            "drain_seconds": round(self.drain_seconds, 1),
             "stages": dict(self.stages),
             "stages_total": self.stages_total,
             "transitions": dict(self.transitions_total()),

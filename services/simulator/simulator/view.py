@@ -94,9 +94,14 @@ def header(stats: LiveStats, *, note: str | None = None) -> Panel:
         f"simulated day {stats.sim_day:5.1f} / {stats.days}  ({done})",
         f"calls sent {stats.calls_sent}  rejected {stats.calls_rejected}  "
         f"answers to messages {stats.answers_planned}",
-        f"lag (simulated days): stage engine {_lag(stats.engine_lag_days())}, "
-        f"notifier {_lag(stats.notifier_lag_days())}; waited {stats.held_seconds:.0f} s for them",
+        f"behind: stage engine {_lag(stats.engine_lag_days())}, "
+        f"notifier {_lag(stats.notifier_lag_days())}; waited {stats.held_seconds:.0f} s",
     ]
+    if stats.finished:
+        lines.append(
+            f"wall time: {stats.days} days in {stats.days_seconds:.0f} s, "
+            f"settled {stats.drain_seconds:.0f} s later"
+        )
     if note:
         lines.append(note)
     return Panel("\n".join(lines), title="lifecycle simulate")

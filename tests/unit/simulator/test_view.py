@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from simulator.stats import LiveStats, recall_rows, recall_total
-from simulator.view import final_report, live_view, progress_line
+from simulator.view import final_report, header, live_view, progress_line
 
 from shared.notifications import OutcomeResult
 from shared.transitions import Stage, Transition, TransitionData, TransitionKind
@@ -109,3 +109,13 @@ def test_the_views_show_every_figure() -> None:
     assert "treated 50.0% holdout 20.0%" in line
     assert "lag engine 7.3 d notifier 0.2 d" in line
     assert stats.summary()["recall"]["rules"] == ["silent_wakeup"]
+
+
+def test_the_finished_header_says_how_long_the_days_and_the_drain_took() -> None:
+    stats = LiveStats(start=START, days=60, sim_now=START + timedelta(days=60))
+    stats.days_seconds, stats.drain_seconds, stats.finished = 71.4, 9.6, True
+    console = Console(width=80, record=True)
+    console.print(header(stats))
+    text = console.export_text()
+    assert "wall time: 60 days in 71 s, settled 10 s later" in text
+    assert "finished" in text
