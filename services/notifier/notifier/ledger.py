@@ -20,7 +20,7 @@ from notifier.decisions import REASON_QUIET_HOURS, Decision, decide
 from notifier.playbook import PlannedAction, Playbook, plan
 from notifier.records import ActionRef, outcome_row
 from notifier.store import tables as t
-from notifier.store.dialect import insert_ignoring_conflicts
+from notifier.store.dialect import insert_ignoring_conflicts, one_of
 from shared.clock import Clock
 from shared.notifications import OutcomeResult
 from shared.transitions import Transition, TransitionKind
@@ -194,14 +194,14 @@ def _action_row(
 
 async def _already_planned(conn: AsyncConnection, transition_ids: set[str]) -> set[tuple[str, str]]:
     query = select(t.actions.c.transition_id, t.actions.c.ledger_key).where(
-        t.actions.c.transition_id.in_(transition_ids)
+        one_of(conn, t.actions.c.transition_id, transition_ids)
     )
     return {(row.transition_id, row.ledger_key) for row in await conn.execute(query)}
 
 
 async def _suppressions(conn: AsyncConnection, users: set[str]) -> dict[str, set[str]]:
     query = select(t.suppressions.c.user_id, t.suppressions.c.channel).where(
-        t.suppressions.c.user_id.in_(users)
+        one_of(conn, t.suppressions.c.user_id, users)
     )
     found: dict[str, set[str]] = defaultdict(set)
     for row in await conn.execute(query):
@@ -215,7 +215,7 @@ async def _send_history(
     """When each user was (or will be) sent something, per channel: sent and still pending."""
     a = t.actions.c
     query = select(a.user_id, a.channel, a.status, a.finished_at, a.due_at).where(
-        a.user_id.in_(users),
+        one_of(conn, a.user_id, users),
         or_(
             and_(a.status == t.SENT, a.finished_at >= since),
             and_(a.status == t.PENDING, a.due_at >= since),

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.metrics import NotifierMetrics
 from notifier.store import tables as t
+from notifier.store.dialect import one_of
 from notifier.store.held import HeldConnection
 from shared.topics import Topics, dead_letter_topic
 
@@ -106,7 +107,9 @@ class Relay:
             ]
             for future in futures:
                 await future
-            await conn.execute(delete(t.outbox).where(o.seq.in_([row.seq for row in rows])))
+            await conn.execute(
+                delete(t.outbox).where(one_of(conn, o.seq, (row.seq for row in rows)))
+            )
         for kind, count in Counter(row.kind for row in rows).items():
             self._metrics.outbox_published.labels(kind).inc(count)
         return len(rows)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from notifier.claims import Job
 from notifier.records import dead_letter_row, outcome_row
 from notifier.store import tables as t
-from notifier.store.dialect import insert_ignoring_conflicts
+from notifier.store.dialect import insert_ignoring_conflicts, one_of
 from shared.notifications import Coupon, OutcomeResult
 
 
@@ -70,7 +70,7 @@ async def write_results(conn: AsyncConnection, results: Sequence[Result]) -> lis
     a = t.actions.c
     current = await conn.execute(
         select(a.id, a.attempts, a.status)
-        .where(a.id.in_([r.job.action_id for r in results]))
+        .where(one_of(conn, a.id, (r.job.action_id for r in results)))
         .with_for_update()
     )
     claims = {row.id: (row.attempts, row.status) for row in current}

@@ -104,7 +104,7 @@ def render(
     env = _environment(templates_dir)
     text_template = _load(env, f"{template_name}.txt.j2", template_name)
     try:
-        template_context = text_template.new_context(dict(context))
+        template_context = _new_context(env, text_template, context)
         subject = _block(text_template, "subject", template_context).strip()
         body = _block(text_template, "body", template_context).strip()
         html = None
@@ -119,6 +119,22 @@ def render(
     if not body:
         raise TemplateError(f"template {template_name!r} rendered an empty body")
     return RenderedMessage(subject=" ".join(subject.split()), text=body, html=html)
+
+
+def _new_context(
+    env: SandboxedEnvironment, template: jinja2.Template, context: Mapping[str, Any]
+) -> jinja2.runtime.Context:
+    """What Template.new_context builds, without iterating the globals' ChainMap per render."""
+    flat = _flat_globals(template)
+    return jinja2.runtime.new_context(
+        env, template.name, template.blocks, {**flat, **context}, shared=True, globals=flat
+    )
+
+
+@functools.lru_cache(maxsize=256)
+def _flat_globals(template: jinja2.Template) -> dict[str, Any]:
+    # Templates are loaded once (auto_reload off), so their globals never change.
+    return dict(template.globals)
 
 
 def _load(env: SandboxedEnvironment, file_name: str, template_name: str) -> jinja2.Template:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,3 +36,18 @@ def upsert(
             index_elements=key, set_={name: lite.excluded[name] for name in update}
         )
     raise ValueError(f"unsupported database {conn.dialect.name!r}: use PostgreSQL or SQLite")
+
+
+def one_of(
+    conn: AsyncConnection, column: ColumnElement[Any], values: Iterable[Any]
+) -> ColumnElement[bool]:
+    """`column IN values`, as `column = ANY(array)` on PostgreSQL.
+
+    An IN list is rendered with one placeholder per value, so every batch size is a
+    new statement for SQLAlchemy to compile and for PostgreSQL to parse and plan;
+    one array parameter keeps the statement text (and its prepared plan) the same.
+    """
+    found = list(values)
+    if conn.dialect.name == "postgresql":
+        return column == any_(bindparam(None, found, type_=postgresql.ARRAY(column.type)))
+    return column.in_(found)
