@@ -10,12 +10,24 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-home="${POSTGRES_HOME_DIR:-$root/.local/postgres}"
 port="${POSTGRES_PORT:-5433}"
 database="${POSTGRES_DB:-lifecycle}"
-data="$home/data-$port"
-logfile="$home/postgres-$port.log"
 url="postgresql+asyncpg://postgres@127.0.0.1:$port/$database"
+
+# Where the cluster lives: .local/postgres in the checkout, unless the `postgres` user
+# cannot reach it there (a checkout under /root, mode 700): then a folder of this
+# checkout's own under /var/lib, named by a hash of its path so checkouts do not share.
+resolve_home() {
+  home="${POSTGRES_HOME_DIR:-$root/.local/postgres}"
+  if [[ -z "${POSTGRES_HOME_DIR:-}" && $(id -u) -eq 0 ]] && id postgres >/dev/null 2>&1; then
+    mkdir -p "$home"; chown postgres:postgres "$home"
+    if ! runuser -u postgres -- test -w "$home" 2>/dev/null; then
+      home="/var/lib/lifecycle-postgres/$(printf '%s' "$root" | sha256sum | cut -c1-12)"
+    fi
+  fi
+  data="$home/data-$port"
+  logfile="$home/postgres-$port.log"
+}
 
 find_bindir() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
@@ -35,13 +47,15 @@ ensure_server_package() {
 
 # PostgreSQL refuses to run as root: as root, run its tools as the `postgres` user.
 as_owner() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From /: the checkout may be a folder the postgres user cannot enter.
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 answers() { [[ -n "${bindir:-}" ]] && "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port" -t 2; }
 
 start() {
   bindir=$(ensure_server_package)
+  resolve_home
   mkdir -p "$home"
   if [[ $(id -u) -eq 0 ]]; then chown postgres:postgres "$home"; fi
   if [[ ! -f "$data/PG_VERSION" ]]; then
@@ -69,6 +83,7 @@ CONF
 
 stop() {
   bindir=$(find_bindir)
+  resolve_home
   if [[ -z "$bindir" || ! -f "$data/postmaster.pid" ]]; then echo "postgres: not running" >&2; return 0; fi
   as_owner "$bindir/pg_ctl" -D "$data" -m fast -w stop >/dev/null && echo "postgres: stopped" >&2
 }
