@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
@@ -177,7 +178,8 @@ class TimerLoop:
             wall = self._clock.now()
             await user_store.upsert_users(conn, self._db, fired, now=wall)
             await transition_store.record_transitions(conn, self._db, emitted, now=wall)
-        for item in emitted:
-            data = item.transition.data
-            self._metrics.transitions.labels(data.kind.value, data.to_stage.value).inc()
+        # One labelled counter call per (kind, stage), not per transition.
+        counts = Counter((t.transition.data.kind, t.transition.data.to_stage) for t in emitted)
+        for (kind, to_stage), count in counts.items():
+            self._metrics.transitions.labels(kind.value, to_stage.value).inc(count)
         return len(due)

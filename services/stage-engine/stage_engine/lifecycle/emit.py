@@ -17,7 +17,11 @@ from shared.transitions import (
     TransitionData,
     TransitionKind,
 )
-from stage_engine.lifecycle.state import UserState
+from stage_engine.lifecycle.state import Draft, UserState
+
+# The rules emit from their working Draft (no frozen copy per transition: the timer
+# loop fires ~20k a second) or from a UserState; both have the same fields.
+StateView = UserState | Draft
 
 
 class Reason:
@@ -39,7 +43,7 @@ class RiskFlag:
     NEGATIVE_FEEDBACK = "negative_feedback"
 
 
-def profile_of(state: UserState) -> Profile:
+def profile_of(state: StateView) -> Profile:
     """The profile snapshot a transition carries (and the HTTP view of a user)."""
     rfm = state.rfm
     return Profile(
@@ -62,7 +66,7 @@ def profile_of(state: UserState) -> Profile:
 
 
 def stage_changed(
-    state: UserState, from_stage: Stage | None, reason: str, occurred_at: datetime
+    state: StateView, from_stage: Stage | None, reason: str, occurred_at: datetime
 ) -> Transition:
     """`state` is already in its new stage."""
     data = TransitionData(
@@ -77,7 +81,7 @@ def stage_changed(
     return Transition.build(data, occurred_at, discriminator=f"{source}>{state.stage.value}")
 
 
-def milestone_reached(state: UserState, days: int, occurred_at: datetime) -> Transition:
+def milestone_reached(state: StateView, days: int, occurred_at: datetime) -> Transition:
     data = TransitionData(
         user_id=state.user_id,
         kind=TransitionKind.INACTIVITY_MILESTONE,
@@ -90,7 +94,7 @@ def milestone_reached(state: UserState, days: int, occurred_at: datetime) -> Tra
 
 
 def purchase_level_changed(
-    state: UserState, level: PurchaseLevel, occurred_at: datetime
+    state: StateView, level: PurchaseLevel, occurred_at: datetime
 ) -> Transition:
     data = TransitionData(
         user_id=state.user_id,
@@ -103,7 +107,7 @@ def purchase_level_changed(
     return Transition.build(data, occurred_at, discriminator=f"level:{level.value}")
 
 
-def risk_flag_raised(state: UserState, flag: str, occurred_at: datetime) -> Transition:
+def risk_flag_raised(state: StateView, flag: str, occurred_at: datetime) -> Transition:
     data = TransitionData(
         user_id=state.user_id,
         kind=TransitionKind.RISK_FLAG_RAISED,

@@ -143,7 +143,7 @@ def _fire(
         found = milestone_due(state, config)
         days = found[1] if found is not None else 0
         state.milestone_reached_days = days
-        out.append(emit.milestone_reached(state.freeze(), days, due))
+        out.append(emit.milestone_reached(state, days, due))
         return
     before = state.stage
     if before is Stage.NEW:
@@ -154,4 +154,4 @@ def _fire(
         after = Stage.CHURNED
     state.stage = after
     state.stage_since = due
-    out.append(emit.stage_changed(state.freeze(), before, _REASON_INTO[after], due))
+    out.append(emit.stage_changed(state, before, _REASON_INTO[after], due))

@@ -9,7 +9,6 @@ from datetime import datetime
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.codec import encode
 from shared.transitions import Transition
 from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import outbox, transitions
@@ -45,6 +44,8 @@ async def record_transitions(
         unique.setdefault(item.transition.id, item)
     if not unique:
         return 0
+    if not db.is_sqlite:
+        return await _record_on_postgresql(conn, list(unique.values()), now)
     rows: list[dict[str, object]] = [
         {
             "id": item.transition.id,
@@ -52,7 +53,7 @@ async def record_transitions(
             "subject": item.transition.subject,
             "kind": item.transition.data.kind.value,
             "occurred_at": item.transition.time,
-            "body": encode(item.transition),
+            "body": encode_body(item.transition),
         }
         for item in unique.values()
     ]
@@ -71,6 +72,56 @@ async def record_transitions(
     for chunk in chunks(queued, 1000):
         await conn.execute(db.insert_ignoring_conflicts(outbox), chunk)
     return len(queued)
+
+
+# PostgreSQL: one statement, one round trip, whatever the count. The history insert
+# returns the ids it added (an id already there was emitted before and is skipped, as
+# a concurrent insert of it is waited for and then skipped); only those are queued, in
+# emission order (`n`), so `seq` keeps the publication order per user.
+_PG_RECORD = """
+WITH r AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::int[]
+    ) WITH ORDINALITY AS r(id, user_id, subject, kind, occurred_at, body, partition, n)
+), added AS (
+    INSERT INTO stage_engine_transitions (id, user_id, subject, kind, occurred_at, body)
+    SELECT id, user_id, subject, kind, occurred_at, body FROM r ORDER BY n
+    ON CONFLICT DO NOTHING
+    RETURNING id
+), queued AS (
+    INSERT INTO stage_engine_outbox (transition_id, partition, created_at)
+    SELECT r.id, r.partition, $8 FROM r JOIN added ON added.id = r.id ORDER BY r.n
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+SELECT count(*) FROM queued
+"""
+
+
+def encode_body(transition: Transition) -> bytes:
+    """shared.codec.encode's bytes, straight from pydantic-core's serializer (one pass,
+    no intermediate dict): about half the cost, and equal bytes (a unit test checks)."""
+    return transition.__pydantic_serializer__.to_json(transition, exclude_none=True)
+
+
+async def _record_on_postgresql(
+    conn: AsyncConnection, items: list[NewTransition], now: datetime
+) -> int:
+    records = [item.transition for item in items]
+    result = await conn.exec_driver_sql(
+        _PG_RECORD,
+        (
+            [t.id for t in records],
+            [t.data.user_id for t in records],
+            [t.subject for t in records],
+            [t.data.kind.value for t in records],
+            [t.time for t in records],
+            [encode_body(t) for t in records],
+            [item.partition for item in items],
+            now,
+        ),
+    )
+    return int(result.scalar_one())
 
 
 async def _known_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:

@@ -72,6 +72,24 @@ async def lock_due_users(
     return [StoredUser(decode_state(state), row_partition) for row_partition, state in rows]
 
 
+# PostgreSQL: the whole batch as one array per column, one statement, one round trip;
+# the arrays are encoded by asyncpg in C, not row by row through SQLAlchemy.
+_PG_UPSERT = """
+INSERT INTO stage_engine_users
+    (user_id, partition, stage, is_anonymous, next_due_at, state, updated_at)
+SELECT r.user_id, r.partition, r.stage, r.is_anonymous, r.next_due_at, r.state, $7
+FROM unnest($1::text[], $2::int[], $3::text[], $4::bool[], $5::timestamptz[], $6::text[])
+    AS r(user_id, partition, stage, is_anonymous, next_due_at, state)
+ON CONFLICT (user_id) DO UPDATE SET
+    partition = excluded.partition,
+    stage = excluded.stage,
+    is_anonymous = excluded.is_anonymous,
+    next_due_at = excluded.next_due_at,
+    state = excluded.state,
+    updated_at = excluded.updated_at
+"""
+
+
 async def upsert_users(
     conn: AsyncConnection, db: Database, rows: Sequence[StoredUser], *, now: datetime
 ) -> None:
@@ -81,6 +99,22 @@ async def upsert_users(
     the rows keep their old states and the batch or round is redone.
     """
     if not rows:
+        return
+    ordered = sorted(rows, key=lambda row: row.state.user_id)
+    if not db.is_sqlite:
+        states = [row.state for row in ordered]
+        await conn.exec_driver_sql(
+            _PG_UPSERT,
+            (
+                [state.user_id for state in states],
+                [row.partition for row in ordered],
+                [state.stage.value for state in states],
+                [state.is_anonymous for state in states],
+                [state.next_due_at for state in states],
+                [encode_state(state) for state in states],
+                now,
+            ),
+        )
         return
     values = [
         {
@@ -92,7 +126,7 @@ async def upsert_users(
             "state": encode_state(row.state),
             "updated_at": now,
         }
-        for row in sorted(rows, key=lambda row: row.state.user_id)
+        for row in ordered
     ]
     statement = db.upsert(
         users,
