@@ -14,7 +14,8 @@ Control: `GET /_requests` (all records), `GET /_stats`, `POST /_mode` (JSON with
 delay_ms / fail_share / timeout_share), `DELETE /_requests`.
 
 A small asyncio HTTP/1.1 server (keep-alive, Content-Length bodies, no chunked),
-not a framework, so the sink stays far faster than the notifier it measures.
+not a framework, so the sink stays far faster than the notifier it measures: each
+connection is an asyncio Protocol and a delayed answer is a timer, not a task.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, Self, cast
 
 import orjson
+import uvloop
 
 _MAX_HEAD_BYTES = 64 * 1024
 
@@ -64,7 +66,7 @@ class DevSink:
         self._log_path = log_path
         self._log: IO[bytes] | None = None
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: set[_SinkConnection] = set()
 
     @property
     def url(self) -> str:
@@ -78,17 +80,15 @@ class DevSink:
         if self._log_path is not None:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self._log_path.open("ab")
-        self._server = await asyncio.start_server(
-            self._connection, self.host, self.port, limit=_MAX_HEAD_BYTES
-        )
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _SinkConnection(self), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
+            for connection in list(self._connections):
+                connection.abort()
             await self._server.wait_closed()
             self._server = None
         if self._log is not None:
@@ -107,34 +107,12 @@ class DevSink:
     ) -> None:
         await self.stop()
 
-    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        try:
-            while (request := await _read_request(reader)) is not None:
-                method, path, headers, body = request
-                status, answer = await self._answer(method, path, headers, body)
-                keep_alive = headers.get("connection", "").lower() != "close"
-                writer.write(_response(status, answer, keep_alive=keep_alive))
-                await writer.drain()
-                if not keep_alive:
-                    break
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass  # the client went away (e.g. it timed out): nothing to answer
-        except asyncio.CancelledError:
-            # stop() cancels open connections; ending quietly here keeps asyncio's stream
-            # callback from logging the cancellation of a task nobody awaits.
-            return
-        finally:
-            self._connections.discard(task)
-            writer.close()
-
-    async def _answer(
+    def _answer(
         self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, Any]:
+    ) -> tuple[int, Any, float]:
+        """The status, the JSON answer and how many seconds to hold it back."""
         if path.startswith("/_"):
-            return self._control(method, path.split("?", 1)[0], body)
+            return (*self._control(method, path.split("?", 1)[0], body), 0.0)
         record = self._record(method, path, headers, body)
         status = _forced_status(path)
         draw = self._random.random()
@@ -147,14 +125,14 @@ class DevSink:
             timed_out = draw < self.fail_share + self.timeout_share
             record.update(status=504 if timed_out else 200, mode="timeout" if timed_out else "ok")
         self._write_log(record)
-        if record["mode"] == "timeout":
-            await asyncio.sleep(self.hang_ms / 1000)  # past the client's timeout, by design
-        elif self.delay_ms:
-            await asyncio.sleep(self.delay_ms / 1000)  # the provider's simulated latency
+        # A timeout is held past the client's timeout, by design; anything else gets the
+        # provider's simulated latency.
+        delay_s = (self.hang_ms if record["mode"] == "timeout" else self.delay_ms) / 1000
         if record["status"] == 200:
             replay = not record["delivered"]
-            return 200, {"id": record["message_id"], "status": "duplicate" if replay else "queued"}
-        return record["status"], {"error": HTTPStatus(record["status"]).phrase}
+            answer = {"id": record["message_id"], "status": "duplicate" if replay else "queued"}
+            return 200, answer, delay_s
+        return record["status"], {"error": HTTPStatus(record["status"]).phrase}, delay_s
 
     def _record(
         self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -240,14 +218,79 @@ def _forced_status(path: str) -> int | None:
     return None
 
 
-async def _read_request(
-    reader: asyncio.StreamReader,
-) -> tuple[str, str, dict[str, str], bytes] | None:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError:
-        return None  # the client closed an idle keep-alive connection
-    lines = head.decode("latin-1").split("\r\n")
+class _SinkConnection(asyncio.Protocol):
+    """One client connection: requests answered in order, each after its delay."""
+
+    def __init__(self, sink: DevSink) -> None:
+        self._sink = sink
+        self._transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._pending: asyncio.TimerHandle | None = None  # an answer being held back
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self._transport = cast(asyncio.Transport, transport)
+        self._sink._connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # The client went away (e.g. it timed out): nothing left to answer.
+        del exc
+        self._sink._connections.discard(self)
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._next()
+
+    def abort(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _next(self) -> None:
+        """Answer the next complete request, unless an answer is still held back."""
+        if self._pending is not None or self._transport is None:
+            return
+        try:
+            request = _parse_request(self._buffer)
+        except ValueError:
+            self._transport.close()  # e.g. a chunked body: not supported, hang up
+            return
+        if request is None:
+            return
+        method, path, headers, body = request
+        status, answer, delay_s = self._sink._answer(method, path, headers, body)
+        keep_alive = headers.get("connection", "").lower() != "close"
+        response = _response(status, answer, keep_alive=keep_alive)
+        loop = asyncio.get_running_loop()
+        if delay_s > 0:
+            self._pending = loop.call_later(delay_s, self._reply, response, keep_alive)
+        else:
+            self._reply(response, keep_alive)
+
+    def _reply(self, response: bytes, keep_alive: bool) -> None:
+        self._pending = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(response)
+        if keep_alive:
+            self._next()
+        else:
+            transport.close()
+
+
+def _parse_request(buffer: bytearray) -> tuple[str, str, dict[str, str], bytes] | None:
+    """Take one complete request off the front of `buffer`, or None if it is incomplete."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        if len(buffer) > _MAX_HEAD_BYTES:
+            raise ValueError("request head too long")
+        return None
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
     method, path, _version = lines[0].split(" ", 2)
     headers: dict[str, str] = {}
     for line in lines[1:]:
@@ -255,8 +298,13 @@ async def _read_request(
             name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()
     if headers.get("transfer-encoding", "").lower() == "chunked":
-        raise ConnectionError("chunked bodies are not supported: send Content-Length")
-    body = await reader.readexactly(int(headers.get("content-length", "0")))
+        raise ValueError("chunked bodies are not supported: send Content-Length")
+    start = end + 4
+    length = int(headers.get("content-length", "0"))
+    if len(buffer) < start + length:
+        return None
+    body = bytes(buffer[start : start + length])
+    del buffer[: start + length]
     return method, path, headers, body
 
 
@@ -311,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.fail_share + args.timeout_share > 1.0:
         parser.error("--fail-share + --timeout-share must not exceed 1")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
+        uvloop.run(_serve(args))
 
 
 if __name__ == "__main__":
