@@ -77,7 +77,8 @@ async def record_transitions(
 # PostgreSQL: one statement, one round trip, whatever the count. The history insert
 # returns the ids it added (an id already there was emitted before and is skipped, as
 # a concurrent insert of it is waited for and then skipped); only those are queued, in
-# emission order (`n`), so `seq` keeps the publication order per user.
+# emission order (`n`), so `seq` keeps the publication order per user. The history is
+# never pruned, so a newly added id cannot be in the outbox yet: a plain INSERT there.
 _PG_RECORD = """
 WITH r AS (
     SELECT * FROM unnest(
@@ -90,8 +91,7 @@ WITH r AS (
     RETURNING id
 ), queued AS (
     INSERT INTO stage_engine_outbox (transition_id, partition, created_at)
-    SELECT r.id, r.partition, $8 FROM r JOIN added ON added.id = r.id ORDER BY r.n
-    ON CONFLICT DO NOTHING
+    SELECT r.id, r.partition, $8 FROM r WHERE r.id IN (SELECT id FROM added) ORDER BY r.n
     RETURNING 1
 )
 SELECT count(*) FROM queued
