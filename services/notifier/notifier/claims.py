@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import literal, select, update
+from sqlalchemy import Integer, Update, bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.records import ActionRef
@@ -49,57 +50,14 @@ async def claim_due(
     Killed after the commit: the leased actions are claimed again once the lease
     lapses, with the same idempotency key.
     """
-    a = t.actions
-    earlier = t.actions.alias("earlier")
-    coupon_pending = (
-        select(literal(1))
-        .where(
-            earlier.c.transition_id == a.c.transition_id,
-            earlier.c.rule == a.c.rule,
-            earlier.c.position < a.c.position,
-            earlier.c.channel == COUPON,
-            earlier.c.status == t.PENDING,
-        )
-        .exists()
-    )
-    due = (
-        select(a.c.id)
-        .where(
-            a.c.status == t.PENDING,
-            a.c.due_at <= policy_now,
-            a.c.not_before <= wall_now,
-            ~coupon_pending,
-        )
-        .order_by(a.c.due_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=a)
-    )
-    lease_until = wall_now + lease
-    # The payload and whether the user has any suppression come back with the claim
-    # (correlated subqueries in RETURNING): one round trip instead of three.
-    tr, s = t.transitions.c, t.suppressions.c
-    payload = select(tr.payload).where(tr.id == a.c.transition_id).scalar_subquery()
-    has_suppression = select(literal(1)).where(s.user_id == a.c.user_id).exists()
     claimed = await conn.execute(
-        update(a)
-        .where(a.c.id.in_(due.scalar_subquery()))
-        .values(not_before=lease_until, attempts=a.c.attempts + 1)
-        .returning(
-            a.c.id,
-            a.c.transition_id,
-            a.c.ledger_key,
-            a.c.user_id,
-            a.c.rule,
-            a.c.action,
-            a.c.channel,
-            a.c.params,
-            a.c.in_holdout,
-            a.c.idempotency_key,
-            a.c.attempts,
-            a.c.position,
-            payload.label("payload"),
-            has_suppression.label("has_suppression"),
-        )
+        _claim_statement(),
+        {
+            "b_limit": limit,
+            "b_policy_now": policy_now,
+            "b_wall_now": wall_now,
+            "b_lease_until": wall_now + lease,
+        },
     )
     rows = claimed.all()
     if not rows:
@@ -124,13 +82,69 @@ async def claim_due(
             in_holdout=row.in_holdout,
             idempotency_key=row.idempotency_key,
             attempt=row.attempts,
-            lease_until=lease_until,
+            lease_until=wall_now + lease,
             transition_payload=bytes(row.payload or b""),  # none: fails to decode, clearly
             coupon=coupons.get((row.transition_id, row.rule)),
             suppressed_channels=frozenset(suppressed.get(row.user_id, ())),
         )
         for row in rows
     ]
+
+
+@functools.cache
+def _claim_statement() -> Update:
+    """Built once: SQLAlchemy then reuses its cache key and compiled form every claim."""
+    a = t.actions
+    earlier = t.actions.alias("earlier")
+    coupon_pending = (
+        select(literal(1))
+        .where(
+            earlier.c.transition_id == a.c.transition_id,
+            earlier.c.rule == a.c.rule,
+            earlier.c.position < a.c.position,
+            earlier.c.channel == COUPON,
+            earlier.c.status == t.PENDING,
+        )
+        .exists()
+    )
+    due = (
+        select(a.c.id)
+        .where(
+            a.c.status == t.PENDING,
+            a.c.due_at <= bindparam("b_policy_now"),
+            a.c.not_before <= bindparam("b_wall_now"),
+            ~coupon_pending,
+        )
+        .order_by(a.c.due_at)
+        .limit(bindparam("b_limit", type_=Integer()))
+        .with_for_update(skip_locked=True, of=a)
+    )
+    # The payload and whether the user has any suppression come back with the claim
+    # (correlated subqueries in RETURNING): one round trip instead of three.
+    tr, s = t.transitions.c, t.suppressions.c
+    payload = select(tr.payload).where(tr.id == a.c.transition_id).scalar_subquery()
+    has_suppression = select(literal(1)).where(s.user_id == a.c.user_id).exists()
+    return (
+        update(a)
+        .where(a.c.id.in_(due.scalar_subquery()))
+        .values(not_before=bindparam("b_lease_until"), attempts=a.c.attempts + 1)
+        .returning(
+            a.c.id,
+            a.c.transition_id,
+            a.c.ledger_key,
+            a.c.user_id,
+            a.c.rule,
+            a.c.action,
+            a.c.channel,
+            a.c.params,
+            a.c.in_holdout,
+            a.c.idempotency_key,
+            a.c.attempts,
+            a.c.position,
+            payload.label("payload"),
+            has_suppression.label("has_suppression"),
+        )
+    )
 
 
 async def _coupons(conn: AsyncConnection, ids: set[str]) -> dict[tuple[str, str], Coupon]:

@@ -9,19 +9,20 @@ claim owns the action, and its send carries the same idempotency key.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Select, Update, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.claims import Job
 from notifier.records import dead_letter_row, outcome_row
 from notifier.store import tables as t
-from notifier.store.dialect import insert_ignoring_conflicts, one_of
+from notifier.store.dialect import insert_ignoring_conflicts, one_of_param
 from shared.notifications import Coupon, OutcomeResult
 
 
@@ -67,17 +68,38 @@ async def write_results(conn: AsyncConnection, results: Sequence[Result]) -> lis
     """
     if not results:
         return []
-    a = t.actions.c
     current = await conn.execute(
-        select(a.id, a.attempts, a.status)
-        .where(one_of(conn, a.id, (r.job.action_id for r in results)))
-        .with_for_update()
+        _current_claims(conn.dialect.name), {"b_ids": [r.job.action_id for r in results]}
     )
     claims = {row.id: (row.attempts, row.status) for row in current}
     accepted = [r for r in results if claims.get(r.job.action_id) == (r.job.attempt, t.PENDING)]
     if not accepted:
         return []
-    await conn.execute(
+    await conn.execute(_record_result(), [_action_update(r) for r in accepted])
+    coupons = [_coupon_row(r) for r in accepted if r.coupon is not None]
+    if coupons:
+        await conn.execute(insert_ignoring_conflicts(conn, t.coupons), coupons)
+    records = [_outcome(r) for r in accepted]
+    records += [_dead_letter(r) for r in accepted if r.verdict == Verdict.FAILED]
+    await conn.execute(insert_ignoring_conflicts(conn, t.outbox), records)
+    return accepted
+
+
+# Built once each: SQLAlchemy reuses their cache keys and compiled forms.
+@functools.cache
+def _current_claims(dialect: str) -> Select[tuple[int, int, str]]:
+    a = t.actions.c
+    return (
+        select(a.id, a.attempts, a.status)
+        .where(one_of_param(dialect, a.id, "b_ids"))
+        .with_for_update()
+    )
+
+
+@functools.cache
+def _record_result() -> Update:
+    a = t.actions.c
+    return (
         update(t.actions)
         .where(a.id == bindparam("b_id"))
         .values(
@@ -86,16 +108,8 @@ async def write_results(conn: AsyncConnection, results: Sequence[Result]) -> lis
             not_before=bindparam("b_not_before"),
             finished_at=bindparam("b_finished_at"),
             provider_message_id=bindparam("b_provider_message_id"),
-        ),
-        [_action_update(r) for r in accepted],
+        )
     )
-    coupons = [_coupon_row(r) for r in accepted if r.coupon is not None]
-    if coupons:
-        await conn.execute(insert_ignoring_conflicts(conn, t.coupons), coupons)
-    records = [_outcome(r) for r in accepted]
-    records += [_dead_letter(r) for r in accepted if r.verdict == Verdict.FAILED]
-    await conn.execute(insert_ignoring_conflicts(conn, t.outbox), records)
-    return accepted
 
 
 def _action_update(result: Result) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,11 +15,18 @@ def insert_ignoring_conflicts(
     conn: AsyncConnection, table: Table
 ) -> postgresql.Insert | sqlite.Insert:
     """INSERT ... ON CONFLICT DO NOTHING: a row whose unique key exists is left as it is."""
-    if conn.dialect.name == "postgresql":
+    return _insert_ignoring_conflicts(conn.dialect.name, table)
+
+
+# Statements are immutable (every method returns a copy): building each one once
+# lets SQLAlchemy reuse its memoized cache key instead of recomputing it per batch.
+@functools.cache
+def _insert_ignoring_conflicts(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
-    if conn.dialect.name == "sqlite":
+    if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
-    raise ValueError(f"unsupported database {conn.dialect.name!r}: use PostgreSQL or SQLite")
+    raise ValueError(f"unsupported database {dialect!r}: use PostgreSQL or SQLite")
 
 
 def upsert(
@@ -51,3 +59,10 @@ def one_of(
     if conn.dialect.name == "postgresql":
         return column == any_(bindparam(None, found, type_=postgresql.ARRAY(column.type)))
     return column.in_(found)
+
+
+def one_of_param(dialect: str, column: ColumnElement[Any], name: str) -> ColumnElement[bool]:
+    """Like one_of, for a statement built once: the values come as the parameter `name`."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
