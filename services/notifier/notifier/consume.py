@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.ledger import Received, plan_batch
 from notifier.metrics import NotifierMetrics
 from notifier.playbook import Playbook
+from notifier.recent import RecentTransitions
 from notifier.store.held import HeldConnection
 from shared.clock import Clock
 from shared.codec import decode
@@ -48,6 +49,7 @@ class TransitionConsumer:
         clock: Clock,
         metrics: NotifierMetrics,
         on_planned: Callable[[], None],
+        recent: RecentTransitions | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -56,6 +58,7 @@ class TransitionConsumer:
         self._clock = clock
         self._metrics = metrics
         self._on_planned = on_planned
+        self._recent = recent or RecentTransitions(max_entries=0)
 
     async def run(self) -> None:
         try:
@@ -102,6 +105,8 @@ class TransitionConsumer:
                 )
             # Killed here: the plan is committed, the offsets are not; the batch comes
             # back and the ledger key makes it plan nothing new.
+            for item in received:
+                self._recent.put(item.transition)  # the senders need not parse it again
             for (channel, result), count in summary.actions.items():
                 self._metrics.actions.labels(channel, result).inc(count)
         await self._commit(batch)

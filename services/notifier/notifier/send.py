@@ -23,6 +23,7 @@ from notifier.claims import Job
 from notifier.decisions import REASON_CONSENT, consent_allows
 from notifier.metrics import NotifierMetrics
 from notifier.playbook import PlannedAction
+from notifier.recent import RecentTransitions
 from notifier.results import Result, Verdict
 from shared.clock import Clock
 from shared.transitions import Transition
@@ -43,6 +44,7 @@ class Sender:
         max_attempts: int,
         metrics: NotifierMetrics,
         rng: random.Random | None = None,
+        recent: RecentTransitions | None = None,
     ) -> None:
         self._channels = channels
         self._clock = clock
@@ -50,6 +52,7 @@ class Sender:
         self._max_attempts = max_attempts
         self._metrics = metrics
         self._rng = rng or random.Random()
+        self._recent = recent or RecentTransitions(max_entries=0)
 
     async def execute(self, job: Job) -> Result | None:
         """None: the lease ran out before the send could start; the next claim does it."""
@@ -99,9 +102,11 @@ class Sender:
             # Every earlier claim died mid-send (crashes); stop rather than loop forever.
             return self._result(job, Verdict.FAILED, f"gave up after {job.attempt - 1} attempts")
         try:
-            # Validated once already when consumed: parse straight from the bytes (pydantic's
-            # own JSON parser, a third cheaper than orjson then model_validate).
-            transition = Transition.model_validate_json(job.transition_payload)
+            # Decoded when consumed (usually still in `recent`); otherwise parse the stored,
+            # already validated bytes with pydantic's own JSON parser.
+            transition = self._recent.get(job.ref.transition_id) or Transition.model_validate_json(
+                job.transition_payload
+            )
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(the record)"

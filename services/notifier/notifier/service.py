@@ -28,6 +28,7 @@ from notifier.lean_http import LeanHttpClient
 from notifier.metrics import NotifierMetrics
 from notifier.playbook import Playbook
 from notifier.providers import build_channels, http_client
+from notifier.recent import RecentTransitions
 from notifier.relay import Relay
 from notifier.send import Sender
 from notifier.settings import NotifierSettings
@@ -109,6 +110,8 @@ class NotifierService:
         client = http_client(s)
         channels = build_channels(s, self.playbook, clock=clock, client=client)
         poll_s = s.notifier_poll_interval_ms / 1000
+        # Sized for a few claims' worth of backlog beyond a full consumer batch.
+        recent = RecentTransitions(max_entries=max(10_000, 40 * s.notifier_concurrency))
         relay = Relay(
             engine=self.engine,
             producer=producer,
@@ -124,6 +127,7 @@ class NotifierService:
                 backoff=Backoff(s.notifier_retry_base_ms, s.notifier_retry_max_ms),
                 max_attempts=s.notifier_max_attempts,
                 metrics=self.metrics,
+                recent=recent,
             ),
             clock=clock,
             config=ExecutorConfig(
@@ -147,6 +151,7 @@ class NotifierService:
             clock=clock,
             metrics=self.metrics,
             on_planned=planned,
+            recent=recent,
         )
         tasks = [
             asyncio.create_task(transitions.run(), name="notifier-consumer"),
