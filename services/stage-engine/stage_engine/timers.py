@@ -176,8 +176,14 @@ class TimerLoop:
                 fired.append(StoredUser(step.state, stored.partition))
                 emitted.extend(NewTransition(t, stored.partition) for t in step.transitions)
             wall = self._clock.now()
+            # On PostgreSQL each write below is one statement for the whole round.
             await user_store.upsert_users(conn, self._db, fired, now=wall)
+            # Killed here: the transaction rolls back, the rows are still due and locked by
+            # nobody; the next round (or the partition's next owner) fires them, same ids.
             await transition_store.record_transitions(conn, self._db, emitted, now=wall)
+            # Killed here: still uncommitted, the same as above.
+        # Killed here: committed. The rows are no longer due (never fired again) and the
+        # transitions wait in the outbox, which the relay publishes.
         # One labelled counter call per (kind, stage), not per transition.
         counts = Counter((t.transition.data.kind, t.transition.data.to_stage) for t in emitted)
         for (kind, to_stage), count in counts.items():
