@@ -9,6 +9,10 @@ The notifier (`python -m notifier`, a subprocess) serves one rule, one SMS per
   2. latency: transitions produced at half the measured rate for a few seconds;
      p50/p99 from a transition's time (stamped at produce) to its send.
 
+BENCH_ALSO_AT=16,32 first measures the throughput alone at those concurrencies
+too (a fresh notifier each), and prints each ratio of actions/s to concurrency /
+0.05 s; only the configured concurrency decides the exit status.
+
 Real broker, real PostgreSQL (a fresh database, dropped afterwards), fresh
 topics (deleted). Bounded: well under 2 minutes. The CPU seconds used by the
 notifier and the sink are printed, since they share 2 cores with everything.
@@ -50,10 +54,19 @@ DATABASE_URL = os.environ.get(
     "DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5433/lifecycle"
 )
 CONCURRENCY = int(os.environ.get("NOTIFIER_CONCURRENCY", "64"))
+ALSO_AT = [int(c) for c in os.environ.get("BENCH_ALSO_AT", "").split(",") if c.strip()]
 SINK_DELAY_S = 0.05
-TARGET_PER_S = 0.8 * CONCURRENCY / SINK_DELAY_S
 PARTITIONS = 6
-THROUGHPUT_BACKLOG = int(min(20_000, max(2_000, TARGET_PER_S * 12)))
+
+
+def target_per_s(concurrency: int) -> float:
+    return 0.8 * concurrency / SINK_DELAY_S
+
+
+def throughput_backlog(concurrency: int) -> int:
+    return int(min(20_000, max(2_000, target_per_s(concurrency) * 12)))
+
+
 THROUGHPUT_DEADLINE_S = 60.0
 LATENCY_PHASE_S = 8.0
 PLAYBOOK = {
@@ -233,7 +246,8 @@ async def produce_at_rate(topic: str, rate_per_s: float, duration_s: float) -> d
     return stamped
 
 
-async def bench(workdir: Path) -> int:
+async def bench(workdir: Path, concurrency: int, *, latency: bool) -> tuple[int, float]:
+    """(exit status, actions/s)."""
     async with fresh_database() as database_url, fresh_topics() as topics:
         playbook = workdir / "playbook.yaml"
         playbook.write_text(yaml.safe_dump(PLAYBOOK))
@@ -263,7 +277,7 @@ async def bench(workdir: Path) -> int:
                 "NOTIFIER_PORT": str(port),
                 "NOTIFIER_GROUP": f"{topics.transitions}.notifier",
                 "NOTIFIER_SMS_URL": f"{url}/sms",
-                "NOTIFIER_CONCURRENCY": str(CONCURRENCY),
+                "NOTIFIER_CONCURRENCY": str(concurrency),
             }
             notifier_log = workdir / "notifier.log"
             async with process("-m", "notifier", env=env, log=notifier_log) as notifier_pid:
@@ -271,21 +285,32 @@ async def bench(workdir: Path) -> int:
                 outcomes = Outcomes(topics.notifications)
                 await outcomes.start()
                 try:
-                    return await measure(topics, outcomes, notifier_pid, sink_pid)
+                    return await measure(
+                        topics, outcomes, notifier_pid, sink_pid, concurrency, latency=latency
+                    )
                 finally:
                     await outcomes.stop()
-    return 1
+    return 1, 0.0
 
 
-async def measure(topics: Topics, outcomes: Outcomes, notifier_pid: int, sink_pid: int) -> int:
+async def measure(
+    topics: Topics,
+    outcomes: Outcomes,
+    notifier_pid: int,
+    sink_pid: int,
+    concurrency: int,
+    *,
+    latency: bool,
+) -> tuple[int, float]:
     now = datetime.now(UTC)
     await produce([silent(f"warm-{n}", now) for n in range(200)], topics.transitions)
     await outcomes.read_until(200, timeout_s=60)
     if len(outcomes.sent_at) < 200:
         print(f"warm-up: only {len(outcomes.sent_at)} of 200 sent in 60 s")
-        return 1
+        return 1, 0.0
 
-    backlog = [silent(f"tp-{n}", now) for n in range(THROUGHPUT_BACKLOG)]
+    target = target_per_s(concurrency)
+    backlog = [silent(f"tp-{n}", now) for n in range(throughput_backlog(concurrency))]
     cpu_before = cpu_seconds(notifier_pid), cpu_seconds(sink_pid)
     started = time.monotonic()
     await produce(backlog, topics.transitions)
@@ -296,11 +321,11 @@ async def measure(topics: Topics, outcomes: Outcomes, notifier_pid: int, sink_pi
     times = sorted(outcomes.sent_at[t.id] for t in backlog if t.id in outcomes.sent_at)
     span_s = max((times[-1] - times[0]).total_seconds(), 1e-3) if len(times) > 1 else wall_s
     rate = len(times) / span_s
-    verdict = "meets" if rate >= TARGET_PER_S and len(times) == len(backlog) else "MISSES"
-    print(f"notifier concurrency {CONCURRENCY}, sink answering after {SINK_DELAY_S * 1000:.0f} ms")
+    verdict = "meets" if rate >= target and len(times) == len(backlog) else "MISSES"
+    print(f"notifier concurrency {concurrency}, sink answering after {SINK_DELAY_S * 1000:.0f} ms")
     print(
         f"throughput: {len(times)}/{len(backlog)} actions sent, {rate:,.0f} actions/s "
-        f"(target {TARGET_PER_S:,.0f} = 0.8 x {CONCURRENCY} / 0.05 s): {verdict} the target"
+        f"(target {target:,.0f} = 0.8 x {concurrency} / 0.05 s): {verdict} the target"
     )
     print(
         f"  CPU during the drain ({wall_s:.1f} s wall): notifier {cpu_notifier:.1f} s, "
@@ -308,7 +333,10 @@ async def measure(topics: Topics, outcomes: Outcomes, notifier_pid: int, sink_pi
         "PostgreSQL and whatever else runs"
     )
 
-    paced_rate = max(10.0, 0.5 * min(rate, TARGET_PER_S))
+    status = 0 if verdict == "meets" else 1
+    if not latency:
+        return status, rate
+    paced_rate = max(10.0, 0.5 * min(rate, target))
     stamped = await produce_at_rate(topics.transitions, paced_rate, LATENCY_PHASE_S)
     await outcomes.read_until(200 + len(backlog) + len(stamped), timeout_s=30)
     latencies = sorted(
@@ -318,21 +346,32 @@ async def measure(topics: Topics, outcomes: Outcomes, notifier_pid: int, sink_pi
     )
     if len(latencies) < 20:
         print(f"latency: only {len(latencies)} sends observed")
-        return 1
+        return 1, rate
     p50 = statistics.median(latencies)
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
     print(
         f"latency at {paced_rate:,.0f} transitions/s: transition-to-send p50 {p50 * 1000:.0f} ms, "
         f"p99 {p99 * 1000:.0f} ms ({len(latencies)} sends; includes the sink's 50 ms)"
     )
-    return 0 if verdict == "meets" else 1
+    return status, rate
 
 
 def main() -> int:
     workdir = Path(os.environ.get("BENCH_DIR", f"/tmp/bench-notify-{uuid.uuid4().hex[:6]}"))
-    workdir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    code = asyncio.run(bench(workdir))
+    rates: dict[int, float] = {}
+    for concurrency in [c for c in ALSO_AT if c != CONCURRENCY]:
+        (workdir / f"c{concurrency}").mkdir(parents=True, exist_ok=True)
+        _, rates[concurrency] = asyncio.run(
+            bench(workdir / f"c{concurrency}", concurrency, latency=False)
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    code, rates[CONCURRENCY] = asyncio.run(bench(workdir, CONCURRENCY, latency=True))
+    if len(rates) > 1:
+        ratios = ", ".join(
+            f"{c}: {rate / (c / SINK_DELAY_S):.2f}" for c, rate in sorted(rates.items())
+        )
+        print(f"actions/s / (concurrency / 0.05 s), by concurrency: {ratios} (target 0.80)")
     print(f"(bench took {time.monotonic() - started:.0f} s; logs in {workdir})")
     return code
 
