@@ -31,12 +31,12 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self, cast
+from typing import IO, Any, Self
 
 import orjson
 import uvloop
 
-_MAX_HEAD_BYTES = 64 * 1024
+from notifier.devsink_wire import SinkConnection
 
 
 class DevSink:
@@ -66,7 +66,7 @@ class DevSink:
         self._log_path = log_path
         self._log: IO[bytes] | None = None
         self._server: asyncio.Server | None = None
-        self._connections: set[_SinkConnection] = set()
+        self.connections: set[SinkConnection] = set()
 
     @property
     def url(self) -> str:
@@ -81,13 +81,13 @@ class DevSink:
             self._log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self._log_path.open("ab")
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _SinkConnection(self), self.host, self.port)
+        self._server = await loop.create_server(lambda: SinkConnection(self), self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for connection in list(self._connections):
+            for connection in list(self.connections):
                 connection.abort()
             await self._server.wait_closed()
             self._server = None
@@ -107,7 +107,7 @@ class DevSink:
     ) -> None:
         await self.stop()
 
-    def _answer(
+    def answer(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, Any, float]:
         """The status, the JSON answer and how many seconds to hold it back."""
@@ -216,107 +216,6 @@ def _forced_status(path: str) -> int | None:
         code = int(parts[-1])
         return code if 100 <= code <= 599 else None
     return None
-
-
-class _SinkConnection(asyncio.Protocol):
-    """One client connection: requests answered in order, each after its delay."""
-
-    def __init__(self, sink: DevSink) -> None:
-        self._sink = sink
-        self._transport: asyncio.Transport | None = None
-        self._buffer = bytearray()
-        self._pending: asyncio.TimerHandle | None = None  # an answer being held back
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
-        self._transport = cast(asyncio.Transport, transport)
-        self._sink._connections.add(self)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        # The client went away (e.g. it timed out): nothing left to answer.
-        del exc
-        self._sink._connections.discard(self)
-        if self._pending is not None:
-            self._pending.cancel()
-            self._pending = None
-
-    def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        self._next()
-
-    def abort(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _next(self) -> None:
-        """Answer the next complete request, unless an answer is still held back."""
-        if self._pending is not None or self._transport is None:
-            return
-        try:
-            request = _parse_request(self._buffer)
-        except ValueError:
-            self._transport.close()  # e.g. a chunked body: not supported, hang up
-            return
-        if request is None:
-            return
-        method, path, headers, body = request
-        status, answer, delay_s = self._sink._answer(method, path, headers, body)
-        keep_alive = headers.get("connection", "").lower() != "close"
-        response = _response(status, answer, keep_alive=keep_alive)
-        loop = asyncio.get_running_loop()
-        if delay_s > 0:
-            self._pending = loop.call_later(delay_s, self._reply, response, keep_alive)
-        else:
-            self._reply(response, keep_alive)
-
-    def _reply(self, response: bytes, keep_alive: bool) -> None:
-        self._pending = None
-        transport = self._transport
-        if transport is None or transport.is_closing():
-            return
-        transport.write(response)
-        if keep_alive:
-            self._next()
-        else:
-            transport.close()
-
-
-def _parse_request(buffer: bytearray) -> tuple[str, str, dict[str, str], bytes] | None:
-    """Take one complete request off the front of `buffer`, or None if it is incomplete."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buffer) > _MAX_HEAD_BYTES:
-            raise ValueError("request head too long")
-        return None
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    method, path, _version = lines[0].split(" ", 2)
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        if ":" in line:
-            name, value = line.split(":", 1)
-            headers[name.strip().lower()] = value.strip()
-    if headers.get("transfer-encoding", "").lower() == "chunked":
-        raise ValueError("chunked bodies are not supported: send Content-Length")
-    start = end + 4
-    length = int(headers.get("content-length", "0"))
-    if len(buffer) < start + length:
-        return None
-    body = bytes(buffer[start : start + length])
-    del buffer[: start + length]
-    return method, path, headers, body
-
-
-def _response(status: int, answer: Any, *, keep_alive: bool) -> bytes:
-    body = orjson.dumps(answer)
-    head = (
-        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-        "Content-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
 
 
 async def _serve(args: argparse.Namespace) -> None:
