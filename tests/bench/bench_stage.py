@@ -11,7 +11,8 @@
   e. the engine's peak RSS (VmHWM) in b+c and in d.
 
 Fresh databases and topics (12 partitions), dropped afterwards. Defaults are the
-issue's sizes; pass smaller ones on a busy machine and report what ran. Prints each
+issue's sizes; pass smaller ones on a busy machine and report what ran; --timers-only
+runs d alone (the engine's relay still publishes every fired transition meanwhile). Prints each
 number beside its target; exit status 1 when a target is missed.
 """
 
