@@ -13,8 +13,13 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def encode(record: BaseModel) -> bytes:
-    """Compact JSON bytes; datetimes in RFC 3339."""
-    return orjson.dumps(record.model_dump(mode="json", exclude_none=True))
+    """Compact JSON bytes; datetimes in RFC 3339.
+
+    pydantic-core writes the JSON straight from the model: the same bytes as
+    orjson over `model_dump(mode="json")` (tests check it), at about half the cost,
+    without the intermediate dicts.
+    """
+    return record.__pydantic_serializer__.to_json(record, exclude_none=True)
 
 
 def decode(model: type[ModelT], payload: bytes | bytearray | memoryview | None) -> ModelT:
