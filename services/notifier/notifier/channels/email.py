@@ -1,5 +1,7 @@
 """Email over SMTP (aiosmtplib): one connection per message, a Message-ID from the idempotency key.
 
+The connection is closed right after the 250 that accepts DATA, without QUIT.
+
 The Message-ID is derived from the idempotency key, so a retry after an
 ambiguous outcome (the connection died after DATA) carries the same id and a
 provider, or the recipient's mail store, can drop the duplicate.
@@ -106,18 +108,19 @@ class EmailChannel:
         return ChannelResult(provider_message_id=str(message["Message-ID"]))
 
     async def _deliver(self, message: EmailMessage) -> None:
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            use_tls=self._use_tls,
+            start_tls=self._starttls,
+            username=self._username,
+            password=self._password.get_secret_value() if self._password else None,
+            validate_certs=self._validate_certs,
+            timeout=self._timeout_s,
+        )
         try:
-            await aiosmtplib.send(
-                message,
-                hostname=self._host,
-                port=self._port,
-                use_tls=self._use_tls,
-                start_tls=self._starttls,
-                username=self._username,
-                password=self._password.get_secret_value() if self._password else None,
-                validate_certs=self._validate_certs,
-                timeout=self._timeout_s,
-            )
+            await client.connect()  # greets, and STARTTLS / AUTH as configured
+            await client.send_message(message)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [refused.code for refused in exc.recipients]
             detail = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
@@ -139,6 +142,11 @@ class EmailChannel:
             raise TransientChannelError(
                 f"SMTP {self._host}:{self._port} failed: {type(exc).__name__}: {exc}"
             ) from None
+        finally:
+            # The mail is the server's once DATA is answered 250: return at once, so the
+            # result is recorded sooner. Waiting for QUIT's answer would widen the window
+            # in which a kill -9 makes us send the mail again (SMTP cannot de-duplicate).
+            client.close()
 
     async def aclose(self) -> None:
         return None
