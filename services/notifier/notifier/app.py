@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,8 +12,16 @@ from notifier.service import NotifierService
 from shared.http_ops import ops_router
 
 
-def create_app(service: NotifierService, *, manage_service: bool = True) -> FastAPI:
-    """`manage_service=False`: the caller starts and stops the service (tests)."""
+def create_app(
+    service: NotifierService,
+    *,
+    manage_service: bool = True,
+    after_start: Callable[[], None] | None = None,
+) -> FastAPI:
+    """`manage_service=False`: the caller starts and stops the service (tests).
+
+    `after_start` runs once the loops are started (the entry point tunes the GC there).
+    """
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -21,6 +29,8 @@ def create_app(service: NotifierService, *, manage_service: bool = True) -> Fast
             yield
             return
         await service.start()
+        if after_start is not None:
+            after_start()
         try:
             yield
         finally:
