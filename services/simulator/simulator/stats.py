@@ -107,6 +107,7 @@ class LiveStats:
     # is the recall rate proper (the other rules' audiences were still active).
     recall_rules: set[str] = field(default_factory=set)
     _lapsed: set[str] = field(default_factory=set)  # ids of such transitions
+    _deferred: set[tuple[str, str]] = field(default_factory=set)  # (transition, action)
 
     @property
     def sim_day(self) -> float:
@@ -148,11 +149,21 @@ class LiveStats:
 
     def count_outcome(self, outcome: NotificationOutcome) -> None:
         # Sends measure the notifier's backlog: skips and deferrals are decided at once,
-        # while sends wait for a free sender (and quiet hours, up to about half a day).
+        # while sends wait for a free sender. A send held by quiet hours is left out:
+        # it waited on purpose, until a morning up to a day and a half after its
+        # transition (quiet hours are judged at the notifier's clock, the newest
+        # transition it has seen), and would read as a backlog that is not there.
         if outcome.transition_id in self._lapsed:
             self.recall_rules.add(outcome.rule)
+        action = (outcome.transition_id, outcome.action)
+        if outcome.result is OutcomeResult.DEFERRED:
+            if len(self._deferred) >= MAX_REMEMBERED_TRANSITIONS:
+                self._deferred.clear()  # bounded memory; at worst a few late sends count
+            self._deferred.add(action)
         transition_time = self.transition_times.get(outcome.transition_id)
-        if outcome.result is OutcomeResult.SENT and transition_time is not None:
+        if outcome.result is OutcomeResult.SENT and action in self._deferred:
+            self._deferred.discard(action)
+        elif outcome.result is OutcomeResult.SENT and transition_time is not None:
             self.notifier_lag = outcome.occurred_at - transition_time
         self.actions.setdefault(outcome.channel, Counter())[outcome.result.value] += 1
 

@@ -119,3 +119,22 @@ def test_the_finished_header_says_how_long_the_days_and_the_drain_took() -> None
     text = console.export_text()
     assert "wall time: 60 days in 71 s, settled 10 s later" in text
     assert "finished" in text
+
+
+def test_a_send_held_by_quiet_hours_does_not_count_as_notifier_lag() -> None:
+    stats = stats_with_data()
+    silent = next(iter(stats.transition_times))
+    held = sample_outcome().model_copy(
+        update={"transition_id": silent, "action": "push", "result": OutcomeResult.DEFERRED}
+    )
+    stats.count_outcome(held)
+    later = START + timedelta(days=4, hours=8)  # the next morning after its day-3 transition
+    stats.count_outcome(
+        held.model_copy(update={"result": OutcomeResult.SENT, "occurred_at": later})
+    )
+    assert stats.notifier_lag_days() == 0.25  # still the undeferred send's 6 hours
+    prompt = sample_outcome().model_copy(
+        update={"transition_id": silent, "action": "email", "occurred_at": later}
+    )
+    stats.count_outcome(prompt)
+    assert stats.notifier_lag_days() == timedelta(days=1, hours=7) / timedelta(days=1)
