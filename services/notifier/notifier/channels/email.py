@@ -15,9 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import socket
 from datetime import datetime
-from email.message import EmailMessage
-from email.utils import format_datetime, parseaddr
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 
 import aiosmtplib
@@ -44,18 +48,30 @@ def message_id_for(idempotency_key: str, sender: str) -> str:
 
 def build_message(
     delivery: Delivery, rendered: RenderedMessage, *, sender: str, recipient: str, now: datetime
-) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = sender
+) -> Message:
+    """The MIME message, built with the compat32 classes.
+
+    EmailMessage's default policy parses every header as it is set: 1.6 ms a
+    message against 0.5 ms here, about a quarter of the notifier's CPU in `make run`.
+    Our headers are already valid (addresses checked, ids and dates generated),
+    so only non-ASCII text needs encoding (RFC 2047): the subject, a sender's name.
+    """
+    text = MIMEText(rendered.text, "plain", "utf-8")
+    message: Message = text
+    if rendered.html is not None:
+        message = MIMEMultipart("alternative")
+        message.attach(text)
+        message.attach(MIMEText(rendered.html, "html", "utf-8"))
+    message["From"] = sender if sender.isascii() else formataddr(parseaddr(sender), "utf-8")
     message["To"] = recipient
-    message["Subject"] = rendered.subject
+    subject = rendered.subject
+    if not subject.isascii():
+        subject = Header(subject, "utf-8", header_name="Subject").encode()
+    message["Subject"] = subject
     message["Message-ID"] = message_id_for(delivery.idempotency_key, sender)
     message["Date"] = format_datetime(now)
     message[IDEMPOTENCY_HEADER] = delivery.idempotency_key
     message["X-Lifecycle-Rule"] = delivery.action.ledger_key
-    message.set_content(rendered.text)
-    if rendered.html is not None:
-        message.add_alternative(rendered.html, subtype="html")
     return message
 
 
@@ -92,6 +108,8 @@ class EmailChannel:
         self._validate_certs = validate_certs
         self._templates_dir = templates_dir
         self._clock = clock or SystemClock()
+        # EHLO's name, looked up once: aiosmtplib would call socket.getfqdn() per message.
+        self._local_hostname = socket.getfqdn()
 
     async def send(self, delivery: Delivery) -> ChannelResult:
         recipient = trait(delivery, "email")
@@ -107,7 +125,7 @@ class EmailChannel:
         await self._deliver(message)
         return ChannelResult(provider_message_id=str(message["Message-ID"]))
 
-    async def _deliver(self, message: EmailMessage) -> None:
+    async def _deliver(self, message: Message) -> None:
         client = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -117,6 +135,7 @@ class EmailChannel:
             password=self._password.get_secret_value() if self._password else None,
             validate_certs=self._validate_certs,
             timeout=self._timeout_s,
+            local_hostname=self._local_hostname,
         )
         try:
             await client.connect()  # greets, and STARTTLS / AUTH as configured
