@@ -69,7 +69,9 @@ def create_app(settings: IngestSettings, *, clock: Clock | None = None) -> FastA
         max_backoff_s=settings.ingest_kafka_reconnect_max_backoff_ms / 1000,
         tuning=ProducerTuning(linger_ms=settings.ingest_linger_ms),
     )
-    in_flight = InFlight(settings.ingest_max_in_flight_events, metrics.in_flight_events.set)
+    in_flight = InFlight(settings.ingest_max_in_flight_events)
+    # Read at scrape time: setting a gauge takes a lock, twice per request.
+    metrics.in_flight_events.set_function(lambda: in_flight.count)
     publisher = Publisher(
         link, topic=topics.events, timeout_s=settings.produce_timeout_s, in_flight=in_flight
     )

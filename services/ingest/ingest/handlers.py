@@ -107,7 +107,7 @@ class Ingest:
         if len(value) > self._limits.max_event_bytes:
             raise RefusedError(413, "too_large", "body", self._event_too_large(len(value)))
         await self._publish([(key, value)])
-        self._metrics.events_accepted.labels(call_type).inc()
+        self._metrics.count_accepted(call_type)
         return _SUCCESS_RESPONSE
 
     async def _batch(self, request: Request) -> Response:
@@ -135,7 +135,7 @@ class Ingest:
             raise RefusedError(status, code, "batch", reason, rejected=rejected)
         await self._publish(records)
         for call_type, count in Counter(types).items():
-            self._metrics.events_accepted.labels(call_type).inc(count)
+            self._metrics.count_accepted(call_type, count)
         answer = {
             "success": True,
             "accepted": len(records),

@@ -78,6 +78,7 @@ class IngestMetrics:
             registry=registry,
         )
         self._request_children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self._accepted_children: dict[str, Counter] = {}
         self.broker_connected = Gauge(
             "ingest_broker_connected",
             "1 when the producer is started and can take events",
@@ -94,3 +95,9 @@ class IngestMetrics:
         count, latency = children
         count.inc()
         latency.observe(seconds)
+
+    def count_accepted(self, call_type: str, events: int = 1) -> None:
+        child = self._accepted_children.get(call_type)
+        if child is None:
+            child = self._accepted_children[call_type] = self.events_accepted.labels(call_type)
+        child.inc(events)

@@ -10,7 +10,7 @@ the only copy that counts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aiokafka.errors import KafkaError
 
@@ -43,21 +43,18 @@ class InFlight:
     than the limit may still go alone (its size is bounded by the body limit).
     """
 
-    def __init__(self, limit: int, on_change: Callable[[int], None] = lambda _: None) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.count = 0
-        self._on_change = on_change
+        self.count = 0  # read by the in-flight gauge when /metrics is scraped
 
     def try_acquire(self, events: int) -> bool:
         if self.count and self.count + events > self.limit:
             return False
         self.count += events
-        self._on_change(self.count)
         return True
 
     def release(self, events: int) -> None:
         self.count -= events
-        self._on_change(self.count)
 
     def release_one(self, _future: asyncio.Future[object]) -> None:
         if not _future.cancelled():
