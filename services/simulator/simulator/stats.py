@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +15,7 @@ REACTIVATED = "reactivated"
 # Columns of "transitions per simulated day": entering each stage, and returns.
 TRANSITION_COLUMNS = (*STAGES, REACTIVATED)
 MAX_REMEMBERED_TRANSITIONS = 200_000
+LAG_SAMPLES = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +96,12 @@ class LiveStats:
     finished: bool = False
     # How far behind each service is, in simulated time. The engine: the newest
     # transition on the topic (its event clock). The notifier: how old, on its own
-    # event clock, the transition of the latest message it sent was (an outcome names
-    # its transition; the watch saw that transition's time).
+    # event clock, the transitions of the latest messages it sent were (an outcome names
+    # its transition; the watch saw that transition's time): the median of the last
+    # LAG_SAMPLES sends, so one send that waited (behind its rule's coupon, say) does
+    # not pause the simulation, while a backlog, which delays most sends, does.
     engine_time: datetime | None = None
-    notifier_lag: timedelta | None = None
+    notifier_lags: deque[timedelta] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
     held_seconds: float = 0.0  # wall time simulated time waited for the pipeline
     days_seconds: float = 0.0  # wall time from the first simulated day to the last one sent
     drain_seconds: float = 0.0  # wall time after the last day until the figures settled
@@ -121,9 +124,10 @@ class LiveStats:
 
     def notifier_lag_days(self) -> float | None:
         """Simulated days between a transition and the notifier's send for it, lately."""
-        if self.notifier_lag is None:
+        if not self.notifier_lags:
             return None
-        return max(0.0, self.notifier_lag / timedelta(days=1))
+        ordered = sorted(self.notifier_lags)
+        return max(0.0, ordered[len(ordered) // 2] / timedelta(days=1))  # the median
 
     def count_transition(self, transition: Transition) -> None:
         if self.engine_time is None or transition.time > self.engine_time:
@@ -164,7 +168,7 @@ class LiveStats:
         if outcome.result is OutcomeResult.SENT and action in self._deferred:
             self._deferred.discard(action)
         elif outcome.result is OutcomeResult.SENT and transition_time is not None:
-            self.notifier_lag = outcome.occurred_at - transition_time
+            self.notifier_lags.append(outcome.occurred_at - transition_time)
         self.actions.setdefault(outcome.channel, Counter())[outcome.result.value] += 1
 
     def set_stages(self, body: dict[str, Any]) -> None:

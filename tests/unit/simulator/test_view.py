@@ -136,5 +136,17 @@ def test_a_send_held_by_quiet_hours_does_not_count_as_notifier_lag() -> None:
     prompt = sample_outcome().model_copy(
         update={"transition_id": silent, "action": "email", "occurred_at": later}
     )
-    stats.count_outcome(prompt)
+    for _ in range(2):  # two late sends of three: the median is late
+        stats.count_outcome(prompt)
     assert stats.notifier_lag_days() == timedelta(days=1, hours=7) / timedelta(days=1)
+
+
+def test_one_late_send_among_prompt_ones_is_not_a_backlog() -> None:
+    stats = stats_with_data()  # one send, 6 hours after its transition
+    silent = next(iter(stats.transition_times))
+    late = sample_outcome().model_copy(
+        update={"transition_id": silent, "occurred_at": START + timedelta(days=6, hours=1)}
+    )
+    stats.count_outcome(late)  # 3 days after its transition
+    stats.count_outcome(late.model_copy(update={"occurred_at": START + timedelta(days=3, hours=7)}))
+    assert stats.notifier_lag_days() == 0.25
