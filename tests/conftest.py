@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy.engine import make_url
 
-from shared.kafka.admin import ensure_topics
 from shared.kafka.ping import broker_answers
 from shared.topics import Topics
+from tests.scratch import scratch_database, scratch_topics
 from tests.servers import kafka_server, postgres_server
 
 
@@ -39,42 +35,12 @@ async def live_kafka(kafka_bootstrap: str) -> str:
 @pytest.fixture
 async def topics(live_kafka: str) -> AsyncIterator[Topics]:
     """Topics of the test's own, 3 partitions each, deleted afterwards."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    own = Topics(
-        events=f"{prefix}.events",
-        transitions=f"{prefix}.transitions",
-        notifications=f"{prefix}.notifications",
-    )
-    await ensure_topics(live_kafka, own.all(), partitions=3)
-    yield own
-    admin = AIOKafkaAdminClient(bootstrap_servers=live_kafka)
-    await admin.start()
-    try:
-        await admin.delete_topics(own.all())
-    except Exception:  # noqa: BLE001 - best effort: a broker the test stopped cannot delete
-        pass
-    finally:
-        await admin.close()
-
-
-def _asyncpg_dsn(url: str, database: str) -> str:
-    parsed = make_url(url).set(drivername="postgresql", database=database)
-    return parsed.render_as_string(hide_password=False)
+    async with scratch_topics(live_kafka, partitions=3) as own:
+        yield own
 
 
 @pytest.fixture
 async def fresh_database_url(database_url: str) -> AsyncIterator[str]:
     """A database of the test's own on the real PostgreSQL, dropped afterwards."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin_dsn = _asyncpg_dsn(database_url, make_url(database_url).database or "postgres")
-    conn = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield make_url(database_url).set(database=name).render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    async with scratch_database(database_url) as url:
+        yield url

@@ -33,21 +33,18 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import httpx
 import orjson
 import yaml
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy.engine import make_url
 
 from shared.codec import encode
-from shared.kafka.admin import ensure_topics
 from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
 from shared.transitions import Profile, Stage, Transition, TransitionData, TransitionKind
 from tests.ports import free_port
+from tests.scratch import scratch_database, scratch_topics
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 DATABASE_URL = os.environ.get(
@@ -103,38 +100,6 @@ def silent(user_id: str, at: datetime) -> Transition:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.asynccontextmanager
-async def fresh_database() -> AsyncIterator[str]:
-    base = make_url(DATABASE_URL)
-    name = f"bench_notify_{uuid.uuid4().hex[:8]}"
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(admin, timeout=10)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin, timeout=10)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def fresh_topics() -> AsyncIterator[Topics]:
-    prefix = f"bench-notify-{uuid.uuid4().hex[:8]}"
-    topics = Topics(f"{prefix}.events", f"{prefix}.transitions", f"{prefix}.notifications")
-    await ensure_topics(BOOTSTRAP, topics.all(), partitions=PARTITIONS)
-    try:
-        yield topics
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-        await admin.start()
-        try:
-            await admin.delete_topics(topics.all())
-        finally:
-            await admin.close()
 
 
 @contextlib.asynccontextmanager
@@ -252,7 +217,10 @@ async def produce_at_rate(topic: str, rate_per_s: float, duration_s: float) -> d
 
 async def bench(workdir: Path, concurrency: int, *, latency: bool) -> tuple[int, float]:
     """(exit status, actions/s)."""
-    async with fresh_database() as database_url, fresh_topics() as topics:
+    async with (
+        scratch_database(DATABASE_URL, prefix="bench_notify") as database_url,
+        scratch_topics(BOOTSTRAP, partitions=PARTITIONS, prefix="bench-notify-") as topics,
+    ):
         playbook = workdir / "playbook.yaml"
         playbook.write_text(yaml.safe_dump(PLAYBOOK))
         port = free_port()

@@ -29,8 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,6 @@ import asyncpg
 import httpx
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy.engine import make_url
 from stage_engine.lifecycle import LifecycleConfig, advance
@@ -53,10 +51,10 @@ from stage_engine.store.users import StoredUser
 from shared.codec import decode
 from shared.db import make_engine
 from shared.events import Event
-from shared.kafka.admin import ensure_topics
 from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
+from tests.scratch import scratch_database, scratch_topics
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 DATABASE_URL = os.environ.get(
@@ -71,37 +69,6 @@ TARGET_RSS_MB = 300.0
 
 
 # ---- servers: databases, topics, the engine subprocess ---------------------------------
-
-
-@contextlib.asynccontextmanager
-async def database() -> AsyncIterator[str]:
-    base = make_url(DATABASE_URL)
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin)
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
-
-
-@contextlib.asynccontextmanager
-async def fresh_topics() -> AsyncIterator[Topics]:
-    prefix = f"bench{uuid.uuid4().hex[:8]}"
-    topics = Topics(f"{prefix}.events", f"{prefix}.transitions", f"{prefix}.notifications")
-    await ensure_topics(BOOTSTRAP, topics.all(), partitions=PARTITIONS)
-    try:
-        yield topics
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-        await admin.start()
-        with contextlib.suppress(Exception):
-            await admin.delete_topics(topics.all())
-        await admin.close()
 
 
 class EngineProcess:
@@ -484,7 +451,11 @@ async def events_part(
     args: argparse.Namespace, log: Path, results: list[tuple[str, str, bool]]
 ) -> None:
     """a, b, c and the RSS of b+c."""
-    async with fresh_topics() as topics, database() as naive_url, database() as engine_url:
+    async with (
+        scratch_topics(BOOTSTRAP, partitions=PARTITIONS, prefix="bench") as topics,
+        scratch_database(DATABASE_URL, prefix="bench") as naive_url,
+        scratch_database(DATABASE_URL, prefix="bench") as engine_url,
+    ):
         t = time.perf_counter()
         sent = await produce_all(
             topics.events, stream(args.events, args.users, seed=1, end=datetime.now(UTC))
@@ -535,7 +506,10 @@ async def timers_part(
     args: argparse.Namespace, log: Path, results: list[tuple[str, str, bool]]
 ) -> None:
     """d and the RSS of d."""
-    async with fresh_topics() as topics, database() as timers_url:
+    async with (
+        scratch_topics(BOOTSTRAP, partitions=PARTITIONS, prefix="bench") as topics,
+        scratch_database(DATABASE_URL, prefix="bench") as timers_url,
+    ):
         t = time.perf_counter()
         await seed_due_users(timers_url, args.timers)
         print(f"seeded {args.timers} due users in {time.perf_counter() - t:.1f} s")

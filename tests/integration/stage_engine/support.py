@@ -29,6 +29,7 @@ from shared.events import Event
 from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
+from tests.scratch import scratch_database, scratch_topic_names
 from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -265,46 +266,15 @@ def kinds(transitions: Sequence[dict[str, Any]]) -> list[tuple[str, str, str | N
 @asynccontextmanager
 async def extra_database(database_url: str) -> AsyncIterator[str]:
     """A second database of the test's own on the same server, dropped afterwards."""
-    import uuid
-
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    base = make_url(database_url)
-    admin = base.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(admin, timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        conn = await asyncpg.connect(admin, timeout=10)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with scratch_database(database_url) as url:
+        yield url
 
 
 @asynccontextmanager
 async def extra_topic(bootstrap: str, name: str) -> AsyncIterator[str]:
     """A topic of the test's own beside the fixture's, deleted afterwards."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from shared.kafka.admin import ensure_topics
-
-    await ensure_topics(bootstrap, [name], partitions=3)
-    try:
+    async with scratch_topic_names(bootstrap, [name], partitions=3):
         yield name
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([name])
-        finally:
-            await admin.close()
 
 
 async def due_rows(database_url: str, now: datetime) -> int:
