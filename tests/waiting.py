@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -27,3 +28,17 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {timeout_s}s; last value: {result!r}")
         await asyncio.sleep(interval_s)  # polling interval, not synchronisation
+
+
+@contextlib.asynccontextmanager
+async def within(seconds: float, what: str) -> AsyncIterator[None]:
+    """Fail naming `what` when the body takes longer than `seconds`, instead of hanging
+    until the suite's timeout, which says only that the test took too long."""
+    deadline = asyncio.timeout(seconds)
+    try:
+        async with deadline:
+            yield
+    except TimeoutError:
+        if deadline.expired():
+            raise AssertionError(f"{what} did not finish within {seconds}s") from None
+        raise

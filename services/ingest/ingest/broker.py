@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 
 from shared.kafka.admin import ensure_topics
 from shared.kafka.producer import ProducerTuning, make_producer
+from shared.shutdown import stop_within
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class BrokerLink:
                 await self._reconnect_task
         producer, self.producer = self.producer, None
         if producer is not None:
-            await producer.stop()
+            await stop_within("events producer", producer.stop)
 
     async def _reconnect(self) -> None:
         backoff_s = 0.1

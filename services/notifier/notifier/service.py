@@ -39,6 +39,7 @@ from shared.kafka.admin import ensure_topics
 from shared.kafka.consumer import ConsumerTuning, make_consumer
 from shared.kafka.ping import broker_answers
 from shared.kafka.producer import make_producer
+from shared.shutdown import stop_within
 from shared.topics import Topics, dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -191,12 +192,12 @@ class NotifierService:
                     "loops did not stop in time",
                     extra={"stuck": {t.get_name(): repr(t.get_stack(limit=4)) for t in pending}},
                 )
-            await running.consumer.stop()
-            await running.producer.stop()
-            for channel in running.channels.values():
-                await channel.aclose()
-            await running.client.aclose()
-        await self.engine.dispose()
+            await stop_within("transitions consumer", running.consumer.stop)
+            await stop_within("outcomes producer", running.producer.stop)
+            for name, channel in running.channels.items():
+                await stop_within(f"{name} channel", channel.aclose)
+            await stop_within("HTTP client", running.client.aclose)
+        await stop_within("database pool", self.engine.dispose)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():

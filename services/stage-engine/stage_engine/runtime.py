@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.shutdown import stop_within
 from stage_engine.housekeeping import Housekeeping
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
@@ -84,9 +85,13 @@ class Engine:
                     task.cancel()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_within("stage engine loops", lambda: _settled(self._tasks))
         self._tasks.clear()
         # Killed during any of these: nothing is lost, the database holds the offsets.
-        await self.consumer.stop()
-        await self.producer.stop()
-        await self.db.dispose()
+        await stop_within("events consumer", self.consumer.stop)
+        await stop_within("transitions producer", self.producer.stop)
+        await stop_within("database pool", self.db.dispose)
+
+
+async def _settled(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)

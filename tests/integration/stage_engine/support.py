@@ -30,7 +30,10 @@ from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
 from tests.scratch import scratch_database, scratch_topic_names
-from tests.waiting import eventually
+from tests.waiting import eventually, within
+
+# Each broker helper is bounded: a stuck client fails its test naming the step.
+BROKER_STEP_S = 60.0
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -74,11 +77,13 @@ async def running_engine(
     config: LifecycleConfig | None = None,
 ) -> AsyncIterator[Engine]:
     await migrate_database(settings)
-    engine = await start_engine(settings, clock=clock, lifecycle_config=config)
+    async with within(BROKER_STEP_S, "starting the engine"):
+        engine = await start_engine(settings, clock=clock, lifecycle_config=config)
     try:
         yield engine
     finally:
-        await engine.stop()
+        async with within(BROKER_STEP_S, "stopping the engine"):
+            await engine.stop()
     assert engine.failure is None, f"an engine loop failed: {engine.failure!r}"
 
 
@@ -132,13 +137,16 @@ async def produce(
     await producer.start()
     sent = 0
     try:
-        futures = []
-        for item in events:
-            key = item.partition_key.encode()
-            futures.append(await producer.send(topic, encode(item), key=key, partition=partition))
-            sent += 1
-        for future in futures:
-            await future
+        async with within(BROKER_STEP_S, f"producing to {topic}"):
+            futures = []
+            for item in events:
+                key = item.partition_key.encode()
+                futures.append(
+                    await producer.send(topic, encode(item), key=key, partition=partition)
+                )
+                sent += 1
+            for future in futures:
+                await future
     finally:
         await producer.stop()
     return sent
@@ -148,7 +156,8 @@ async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> N
     producer = make_producer(bootstrap, client_id="test-raw")
     await producer.start()
     try:
-        await (await producer.send(topic, value, key=key))
+        async with within(BROKER_STEP_S, f"producing a raw record to {topic}"):
+            await (await producer.send(topic, value, key=key))
     finally:
         await producer.stop()
 
@@ -157,7 +166,8 @@ async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     producer = make_producer(bootstrap, client_id="test-metadata")
     await producer.start()
     try:
-        return sorted(await producer.partitions_for(topic))
+        async with within(BROKER_STEP_S, f"reading the partitions of {topic}"):
+            return sorted(await producer.partitions_for(topic))
     finally:
         await producer.stop()
 
@@ -168,16 +178,17 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     consumer = make_consumer(bootstrap, group_id=None, client_id="test-reader")
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        records: list[Any] = []
-        for tp in tps:
-            while await consumer.position(tp) < ends[tp]:
-                polled = await consumer.getmany(tp, timeout_ms=1000)
-                records.extend(polled.get(tp, []))
-        return records
+        async with within(BROKER_STEP_S, f"reading {topic} to its end"):
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            records: list[Any] = []
+            for tp in tps:
+                while await consumer.position(tp) < ends[tp]:
+                    polled = await consumer.getmany(tp, timeout_ms=1000)
+                    records.extend(polled.get(tp, []))
+            return records
     finally:
         await consumer.stop()
 
@@ -222,9 +233,10 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     consumer = make_consumer(bootstrap, group_id=None, client_id="test-ends")
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps)
-        return {tp.partition: offset for tp, offset in ends.items()}
+        async with within(BROKER_STEP_S, f"reading the end offsets of {topic}"):
+            tps = [TopicPartition(topic, p) for p in partitions]
+            ends = await consumer.end_offsets(tps)
+            return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
 
