@@ -131,16 +131,23 @@ class Simulation:
         began = time.monotonic()
         deadline = began + pacing.max_hold_days_of_wall * pacing.seconds_per_day
         while time.monotonic() < deadline:
-            if not self._behind(pacing.max_lag_days):
+            behind = self._behind(pacing.max_lag_days)
+            if not behind:
                 break
             await asyncio.sleep(0.1)  # polling the pipeline's progress, bounded by the deadline
+            for service in behind:
+                self.stats.held_seconds_by_service[service] += 0.1
         held = time.monotonic() - began
         self.stats.held_seconds += held
         return held
 
-    def _behind(self, max_lag_days: float) -> bool:
-        lags = (self.stats.engine_lag_days(), self.stats.notifier_lag_days())
-        return any(lag is not None and lag > max_lag_days for lag in lags)
+    def _behind(self, max_lag_days: float) -> list[str]:
+        """The services more than `max_lag_days` behind simulated time."""
+        lags = {
+            "stage engine": self.stats.engine_lag_days(),
+            "notifier": self.stats.notifier_lag_days(),
+        }
+        return [name for name, lag in lags.items() if lag is not None and lag > max_lag_days]
 
     def _answer_notices(self) -> None:
         for task in self._background:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,6 +103,10 @@ class LiveStats:
     engine_time: datetime | None = None
     notifier_lags: deque[timedelta] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
     held_seconds: float = 0.0  # wall time simulated time waited for the pipeline
+    # The same wait, by the service that was behind (about: sampled every 0.1 s).
+    held_seconds_by_service: defaultdict[str, float] = field(
+        default_factory=lambda: defaultdict(float)
+    )
     days_seconds: float = 0.0  # wall time from the first simulated day to the last one sent
     drain_seconds: float = 0.0  # wall time after the last day until the figures settled
     transition_times: dict[str, datetime] = field(default_factory=dict)
@@ -197,6 +201,9 @@ class LiveStats:
             "calls_rejected": self.calls_rejected,
             "answers_planned": self.answers_planned,
             "held_seconds": round(self.held_seconds, 1),
+            "held_seconds_by_service": {
+                name: round(seconds, 1) for name, seconds in self.held_seconds_by_service.items()
+            },
             "days_seconds": round(self.days_seconds, 1),
             "drain_seconds": round(self.drain_seconds, 1),
             "stages": dict(self.stages),
