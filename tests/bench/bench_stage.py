@@ -41,6 +41,7 @@ from aiokafka import TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy.engine import make_url
 from stage_engine.lifecycle import LifecycleConfig, advance
+from stage_engine.lifecycle.stored import to_row
 from stage_engine.store import transitions as transition_store
 from stage_engine.store import users as user_store
 from stage_engine.store.database import Database
@@ -361,7 +362,7 @@ async def seed_due_users(database_url: str, count: int) -> None:
         ),
         LifecycleConfig(),
     ).state
-    text = orjson.dumps(template.to_dict()).decode()
+    text = orjson.dumps(to_row(template)).decode()
     assert template.next_due_at is not None
     conn = await asyncpg.connect(
         make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)

@@ -21,6 +21,7 @@ from stage_engine.runtime import Engine
 from stage_engine.settings import StageEngineSettings
 from stage_engine.store.database import Database
 from stage_engine.store.tables import offsets, outbox, users
+from stage_engine.store.users import decode_state
 
 from shared.clock import Clock
 from shared.codec import encode
@@ -202,7 +203,11 @@ async def stored_states(database_url: str) -> dict[str, dict[str, Any]]:
     try:
         async with db.read() as conn:
             rows = (await conn.execute(select(users.c.user_id, users.c.state))).all()
-        return {user_id: orjson.loads(state) for user_id, state in rows}
+        # As format-1 dicts (the stored rows are arrays): tests compare fields by name.
+        return {
+            user_id: orjson.loads(orjson.dumps(decode_state(state).to_dict()))
+            for user_id, state in rows
+        }
     finally:
         await db.dispose()
 

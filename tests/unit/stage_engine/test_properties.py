@@ -8,7 +8,14 @@ from datetime import datetime, timedelta
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stage_engine.lifecycle import LifecycleConfig, UserState, advance, expire, merge_anonymous
+from stage_engine.lifecycle import (
+    LifecycleConfig,
+    UserState,
+    advance,
+    expire,
+    merge_anonymous,
+    stored,
+)
 
 from shared.events import Event
 from shared.transitions import Stage, Transition, TransitionKind
@@ -250,6 +257,7 @@ def test_state_round_trips_through_dict_and_json_and_stays_bounded(journey: Jour
         through_json = UserState.from_dict(orjson.loads(orjson.dumps(as_dict)))
         assert through_json == state
         assert through_json.to_dict() == as_dict
+        assert stored.decode(orjson.loads(orjson.dumps(stored.to_row(state)))) == state
         assert len(state.activity_counts) <= 2 * config.activity_window_days
         assert state.milestone_reached_days in (0, *config.milestone_days)
         assert set(state.risk_flags) <= {"activity_drop", "order_value_drop", "negative_feedback"}

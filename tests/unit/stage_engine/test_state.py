@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 import pytest
-from stage_engine.lifecycle import LifecycleConfig, UserState
+from stage_engine.lifecycle import LifecycleConfig, UserState, stored
 from stage_engine.lifecycle.state import Draft, StateFormatError
 
 from tests.unit.stage_engine.builders import DAY, T0, event, order, page, run_events, track
@@ -40,7 +40,7 @@ def test_the_dict_is_json_through_orjson_and_reads_back_equal() -> None:
 
 
 def test_draft_and_state_have_the_same_fields_in_the_same_order() -> None:
-    assert [f.name for f in fields(Draft)] == [f.name for f in fields(UserState)]
+    assert [f.name for f in fields(Draft)] == list(UserState._fields)
     state = _rich_state()
     assert state.thaw().freeze() == state
 
@@ -65,3 +65,45 @@ def test_a_missing_field_is_named() -> None:
     del data["orders"]
     with pytest.raises(StateFormatError, match="'orders' is missing"):
         UserState.from_dict(data)
+
+
+def test_the_row_is_a_json_array_and_reads_back_equal() -> None:
+    state = _rich_state()
+    text = orjson.dumps(stored.to_row(state))
+    row = json.loads(text)  # plain JSON: any JSON reader can read the stored form
+    assert row[0] == stored.ROW_FORMAT
+    assert row[1] == state.user_id
+    assert len(text) < 0.7 * len(orjson.dumps(state.to_dict()))
+    back = stored.decode(row)
+    assert back == state
+    assert back.traits == {"email": "b@example.com", "sms_opt_out": True}
+
+
+def test_rows_stored_as_format_1_objects_still_read() -> None:
+    state = _rich_state()
+    assert stored.decode(orjson.loads(orjson.dumps(state.to_dict()))) == state
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({0: 99}, r"format \[99\]: expected \[2, ...\]"),
+        ({3: "asleep"}, "'stage'='asleep' is not one of"),
+        ({4: "2026-03-02T09:00:00+08:00"}, "is not in UTC"),
+        ({10: None, 11: "many"}, "is unreadable"),
+    ],
+)
+def test_an_unreadable_row_names_what_is_wrong(change: dict[int, Any], message: str) -> None:
+    row = orjson.loads(orjson.dumps(stored.to_row(_rich_state())))
+    for index, value in change.items():
+        row[index] = value
+    with pytest.raises(StateFormatError, match=message):
+        stored.decode(row)
+
+
+def test_a_row_of_the_wrong_length_or_type_is_refused() -> None:
+    row = orjson.loads(orjson.dumps(stored.to_row(_rich_state())))
+    with pytest.raises(StateFormatError, match="has 22 items: expected 23"):
+        stored.decode(row[:-1])
+    with pytest.raises(StateFormatError, match="is a str: expected array or object"):
+        stored.decode("state")

@@ -28,9 +28,9 @@ _BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 _KEY = String(200)  # user ids and anonymous ids (the Event contract's max length)
 
 # One row per profile key (a user id, or the anonymous id of a prospect). `state` is the
-# core's UserState.to_dict() as JSON text; the columns beside it are copies the engine
-# queries by: `partition` (the events partition that owns the row's timers), `stage`
-# (counts), `next_due_at` (the timer index).
+# core's UserState in its stored form (lifecycle/stored.py) as JSON text; the columns
+# beside it are copies the engine queries by: `partition` (the events partition that
+# owns the row's timers), `stage` (counts), `next_due_at` (the timer index).
 users = Table(
     "stage_engine_users",
     metadata,

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stage_engine.lifecycle import UserState
+from stage_engine.lifecycle import stored as stored_form
 from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import users
 
@@ -24,11 +25,12 @@ class StoredUser:
 
 
 def encode_state(state: UserState) -> str:
-    return orjson.dumps(state.to_dict()).decode()
+    return orjson.dumps(stored_form.to_row(state)).decode()
 
 
 def decode_state(text: str | bytes) -> UserState:
-    return UserState.from_dict(orjson.loads(text))
+    """Either stored format: rows written before format 2 read as they are."""
+    return stored_form.decode(orjson.loads(text))
 
 
 async def lock_users(conn: AsyncConnection, user_ids: Collection[str]) -> dict[str, StoredUser]:
