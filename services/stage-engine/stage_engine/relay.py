@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Collection
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -94,20 +95,44 @@ class Relay:
                 recovered = await self._recovery.run(partitions)
                 self._metrics.recovered.inc(recovered)
                 self._recovered_generation = generation
-            async with self._db.read() as conn:
-                rows = await transition_store.pending_transitions(
-                    conn, partitions, self._batch_size
-                )
-            if not rows:
-                return 0
-            await self._publish(rows)
-            # Killed right here: published but still in the outbox; the next owner's
-            # recovery finds these ids in the topic and drops the rows instead of re-sending.
-            async with self._db.write() as conn:
-                await transition_store.drop_sent(conn, [row.seq for row in rows])
-            # Killed right after: published and gone from the outbox, nothing left to do.
-        self._metrics.published.inc(len(rows))
+            if self._db.is_sqlite:
+                rows = await self._relay_apart(partitions)
+            else:
+                rows = await self._relay_together(partitions)
+        if rows:
+            self._metrics.published.inc(len(rows))
         return len(rows)
+
+    async def _relay_together(self, partitions: Collection[int]) -> list[PendingTransition]:
+        """PostgreSQL: delete the round's rows, publish them, commit once Kafka acknowledged.
+
+        One statement and one transaction per round, where reading and deleting apart
+        took two of each.
+        """
+        async with self._db.write() as conn:
+            rows = await transition_store.take_pending(conn, partitions, self._batch_size)
+            # Killed here: the deletion is not committed, the rows stay, nothing was sent.
+            if rows:
+                await self._publish(rows)
+            # Killed here (or Kafka failed): still not committed, the rows stay. Any of them
+            # already in the topic are found there by the next owner's recovery and dropped.
+        # Killed right after the commit: published and gone from the outbox, nothing left.
+        return rows
+
+    async def _relay_apart(self, partitions: Collection[int]) -> list[PendingTransition]:
+        """SQLite: read, publish, then delete; a write transaction held across the
+        publication would hold the database's one write lock that long."""
+        async with self._db.read() as conn:
+            rows = await transition_store.pending_transitions(conn, partitions, self._batch_size)
+        if not rows:
+            return rows
+        await self._publish(rows)
+        # Killed right here: published but still in the outbox; the next owner's
+        # recovery finds these ids in the topic and drops the rows instead of re-sending.
+        async with self._db.write() as conn:
+            await transition_store.drop_sent(conn, [row.seq for row in rows])
+        # Killed right after: published and gone from the outbox, nothing left to do.
+        return rows
 
     async def _publish(self, rows: list[PendingTransition]) -> None:
         """Send in outbox order and wait for every acknowledgement.

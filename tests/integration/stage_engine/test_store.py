@@ -160,3 +160,46 @@ def test_migrate_command_prepares_an_embedded_database(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "cli.db") as conn:
         version = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
     assert version == [("0001",)]
+
+
+class _KafkaRefusedError(Exception):
+    pass
+
+
+async def _take_then_fail(db: Database) -> None:
+    async with db.write() as conn:
+        assert len(await transition_store.take_pending(conn, [0, 1], limit=4)) == 4
+        raise _KafkaRefusedError
+
+
+async def test_the_relay_takes_rows_in_order_and_keeps_them_when_publishing_fails(
+    database_url: str,
+) -> None:
+    async with extra_database(database_url) as url:
+        db = Database(make_engine(url))
+        try:
+            await migrate(db.engine)
+            items = [
+                NewTransition(t, n % 2)
+                for n in range(6)
+                for t in advance(
+                    None, event(f"m{n}", at=T0, type="identify", name=None, user_id=f"u{n}"), CONFIG
+                ).transitions
+            ]
+            async with db.write() as conn:
+                await transition_store.record_transitions(conn, db, items, now=T0)
+            # Publishing fails inside the round's transaction: nothing is taken.
+            with pytest.raises(_KafkaRefusedError):
+                await _take_then_fail(db)
+            async with db.write() as conn:
+                taken = await transition_store.take_pending(conn, [0, 1], limit=4)
+            assert [row.transition_id for row in taken] == [i.transition.id for i in items[:4]]
+            assert [row.subject for row in taken] == ["u0", "u1", "u2", "u3"]
+            assert all(row.body.startswith(b'{"specversion"') for row in taken)
+            async with db.write() as conn:
+                rest = await transition_store.take_pending(conn, [1], limit=10)
+            assert [row.subject for row in rest] == ["u5"]
+            async with db.read() as conn:
+                assert await transition_store.outbox_backlog(conn, [0, 1]) == 1  # u4's
+        finally:
+            await db.dispose()

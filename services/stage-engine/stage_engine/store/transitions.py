@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -79,19 +80,22 @@ async def record_transitions(
 # a concurrent insert of it is waited for and then skipped); only those are queued, in
 # emission order (`n`), so `seq` keeps the publication order per user. The history is
 # never pruned, so a newly added id cannot be in the outbox yet: a plain INSERT there.
+# The arrays are unnested twice rather than once into a CTE: a CTE of the bodies would
+# be materialised (written to a tuple store, spilling past work_mem) and sorted again.
 _PG_RECORD = """
-WITH r AS (
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::int[]
-    ) WITH ORDINALITY AS r(id, user_id, subject, kind, occurred_at, body, partition, n)
-), added AS (
+WITH added AS (
     INSERT INTO stage_engine_transitions (id, user_id, subject, kind, occurred_at, body)
-    SELECT id, user_id, subject, kind, occurred_at, body FROM r ORDER BY n
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[]
+    )
     ON CONFLICT DO NOTHING
     RETURNING id
 ), queued AS (
     INSERT INTO stage_engine_outbox (transition_id, partition, created_at)
-    SELECT r.id, r.partition, $8 FROM r WHERE r.id IN (SELECT id FROM added) ORDER BY r.n
+    SELECT r.id, r.partition, $8
+    FROM unnest($1::text[], $7::int[]) WITH ORDINALITY AS r(id, partition, n)
+    WHERE r.id IN (SELECT id FROM added)
+    ORDER BY r.n
     RETURNING 1
 )
 SELECT count(*) FROM queued
@@ -167,6 +171,38 @@ async def pending_transitions(
         .limit(limit)
     )
     return [PendingTransition(*row) for row in (await conn.execute(query)).all()]
+
+
+# PostgreSQL: the relay's round in one statement: the oldest rows of the partitions are
+# deleted and returned with their bodies, in publication order. Run in the transaction
+# that commits only once Kafka acknowledged them (relay.py).
+_PG_TAKE = """
+WITH taken AS (
+    DELETE FROM stage_engine_outbox
+    WHERE seq IN (
+        SELECT seq FROM stage_engine_outbox
+        WHERE partition = ANY($1::int[])
+        ORDER BY seq
+        LIMIT $2
+    )
+    RETURNING seq, transition_id
+)
+SELECT taken.seq, taken.transition_id, t.subject, t.body
+FROM taken JOIN stage_engine_transitions AS t ON t.id = taken.transition_id
+ORDER BY taken.seq
+"""
+
+
+async def take_pending(
+    conn: AsyncConnection, partitions: Collection[int], limit: int
+) -> list[PendingTransition]:
+    """PostgreSQL: delete and return the oldest outbox rows of `partitions`, in
+    publication order. Killed before the transaction commits: the rows are still there."""
+    if not partitions:
+        return []
+    result = await conn.exec_driver_sql(_PG_TAKE, (sorted(partitions), limit))
+    rows: list[Any] = list(result.all())  # a raw statement's rows are typed as 1-tuples
+    return [PendingTransition(*row) for row in rows]
 
 
 async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) -> datetime | None:
