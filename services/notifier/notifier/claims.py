@@ -8,7 +8,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, Update, bindparam, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Update,
+    bindparam,
+    literal,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from notifier.records import ActionRef
@@ -107,13 +116,18 @@ def _claim_statement(*, context_in_returning: bool) -> Update:
     """Built once: SQLAlchemy then reuses its cache key and compiled form every claim."""
     a = t.actions
     earlier = t.actions.alias("earlier")
+    # `|| ''` keeps rule and channel out of the index choice, so the lookup goes by the
+    # unique (transition_id, ledger_key) index: a few rows. Without statistics SQLite
+    # took the (rule, channel, in_holdout) index for having more equality columns and
+    # walked every action of the rule: 40-70 ms per claim at the end of a `make run`.
+    unindexed: ColumnElement[str] = literal_column("''")
     coupon_pending = (
         select(literal(1))
         .where(
             earlier.c.transition_id == a.c.transition_id,
-            earlier.c.rule == a.c.rule,
+            earlier.c.rule.concat(unindexed) == a.c.rule,
             earlier.c.position < a.c.position,
-            earlier.c.channel == COUPON,
+            earlier.c.channel.concat(unindexed) == COUPON,
             earlier.c.status == t.PENDING,
         )
         .exists()

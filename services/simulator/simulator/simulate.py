@@ -39,7 +39,7 @@ class Watch(Protocol):
 class Probe(Protocol):
     """The services' own figures (simulator.probes.ServiceProbe asks their HTTP APIs)."""
 
-    async def refresh(self, stats: LiveStats) -> None: ...
+    async def refresh(self, stats: LiveStats, *, with_recall: bool = False) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ class Simulation:
             for task in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._probe.refresh(self.stats)
+        await self._probe.refresh(self.stats, with_recall=True)
         self.stats.finished = True
         on_update(self.stats)
         return self.stats

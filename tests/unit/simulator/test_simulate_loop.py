@@ -45,7 +45,7 @@ class ScriptedWatch:
 
 
 class NoProbe:
-    async def refresh(self, stats: LiveStats) -> None:
+    async def refresh(self, stats: LiveStats, *, with_recall: bool = False) -> None:
         return None
 
 
