@@ -23,11 +23,24 @@ class SeenMessage:
 async def remember_new(
     conn: AsyncConnection, db: Database, messages: Sequence[SeenMessage]
 ) -> set[str]:
-    """Record the messageIds and return those not seen before: one statement per 1000.
+    """Record the messageIds and return those not seen before: one statement (per 1000
+    on SQLite).
 
     Part of the batch transaction: killed before the commit, none is recorded and the
     replayed batch finds them new again (and applies them once).
     """
+    if not messages:
+        return set()
+    if not db.is_sqlite:
+        result = await conn.exec_driver_sql(
+            _PG_REMEMBER,
+            (
+                [m.message_id for m in messages],
+                [m.partition for m in messages],
+                [m.received_at for m in messages],
+            ),
+        )
+        return {message_id for (message_id,) in result.all()}
     rows = [
         {"message_id": m.message_id, "partition": m.partition, "received_at": m.received_at}
         for m in messages
@@ -37,6 +50,16 @@ async def remember_new(
     for chunk in chunks(rows, 1000):
         new.update((await conn.execute(statement, chunk)).scalars())
     return new
+
+
+# PostgreSQL: one statement whatever the count, so one prepared statement; a multi-row
+# VALUES list is new SQL text for each batch size, prepared (a round trip) each time.
+_PG_REMEMBER = """
+INSERT INTO stage_engine_seen_messages (message_id, partition, received_at)
+SELECT * FROM unnest($1::text[], $2::int[], $3::timestamptz[])
+ON CONFLICT DO NOTHING
+RETURNING message_id
+"""
 
 
 async def forget_older_than(
