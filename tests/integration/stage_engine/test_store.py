@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 from stage_engine.lifecycle import LifecycleConfig, advance
+from stage_engine.store import dedup
 from stage_engine.store import transitions as transition_store
 from stage_engine.store import users as user_store
 from stage_engine.store.database import Database
@@ -203,3 +204,20 @@ async def test_the_relay_takes_rows_in_order_and_keeps_them_when_publishing_fail
                 assert await transition_store.outbox_backlog(conn, [0, 1]) == 1  # u4's
         finally:
             await db.dispose()
+
+
+async def test_a_message_id_is_new_once_within_the_window(db: Database) -> None:
+    first = [dedup.SeenMessage(f"m{n}", n % 2, T0) for n in range(3)]
+    async with db.write() as conn:
+        assert await dedup.remember_new(conn, db, first) == {"m0", "m1", "m2"}
+    again = [dedup.SeenMessage("m1", 1, T0), dedup.SeenMessage("m3", 1, T0)]
+    async with db.write() as conn:
+        assert await dedup.remember_new(conn, db, again) == {"m3"}
+        assert await dedup.remember_new(conn, db, []) == set()
+    async with db.write() as conn:
+        gone = await dedup.forget_older_than(
+            conn, partition=1, horizon=T0 + timedelta(seconds=1), limit=10
+        )
+    assert gone == 2  # m1 and m3; m0 and m2 are partition 0's
+    async with db.write() as conn:
+        assert await dedup.remember_new(conn, db, again) == {"m1", "m3"}
