@@ -35,6 +35,7 @@ from tests.waiting import eventually, within
 
 # Each broker helper is bounded: a stuck client fails its test naming the step.
 BROKER_STEP_S = 60.0
+ENGINE_STOP_S = 90.0
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -83,7 +84,8 @@ async def running_engine(
     try:
         yield engine
     finally:
-        async with within(BROKER_STEP_S, "stopping the engine"):
+        # Engine.stop bounds each of its steps (handover 10 s, then 15 s per client).
+        async with within(ENGINE_STOP_S, "stopping the engine"):
             await engine.stop()
     assert engine.failure is None, f"an engine loop failed: {engine.failure!r}"
 
