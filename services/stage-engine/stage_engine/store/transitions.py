@@ -175,16 +175,18 @@ async def pending_transitions(
 
 # PostgreSQL: the relay's round in one statement: the oldest rows of the partitions are
 # deleted and returned with their bodies, in publication order. Run in the transaction
-# that commits only once Kafka acknowledged them (relay.py).
+# that commits only once Kafka acknowledged them (relay.py). `= ANY(ARRAY(...))` makes
+# the delete probe the primary key per row; as `IN (...)` it was planned as a hash
+# semi-join over a scan of the whole outbox, a cost that grew with the backlog.
 _PG_TAKE = """
 WITH taken AS (
     DELETE FROM stage_engine_outbox
-    WHERE seq IN (
+    WHERE seq = ANY(ARRAY(
         SELECT seq FROM stage_engine_outbox
         WHERE partition = ANY($1::int[])
         ORDER BY seq
         LIMIT $2
-    )
+    ))
     RETURNING seq, transition_id
 )
 SELECT taken.seq, taken.transition_id, t.subject, t.body
