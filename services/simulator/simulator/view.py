@@ -92,7 +92,7 @@ def _waited_for(stats: LiveStats) -> str:
     by_service = stats.held_seconds_by_service
     if not by_service:
         return ""
-    return " (" + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in by_service.items()) + ")"
+    return ": " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in by_service.items())
 
 
 def header(stats: LiveStats, *, note: str | None = None) -> Panel:
@@ -102,8 +102,8 @@ def header(stats: LiveStats, *, note: str | None = None) -> Panel:
         f"calls sent {stats.calls_sent}  rejected {stats.calls_rejected}  "
         f"answers to messages {stats.answers_planned}",
         f"behind: stage engine {_lag(stats.engine_lag_days())}, "
-        f"notifier {_lag(stats.notifier_lag_days())}; waited {stats.held_seconds:.0f} s"
-        + _waited_for(stats),
+        f"notifier {_lag(stats.notifier_lag_days())}",
+        f"waited for the pipeline {stats.held_seconds:.0f} s" + _waited_for(stats),
     ]
     if stats.finished:
         lines.append(
