@@ -12,7 +12,15 @@ from stage_engine.lifecycle.state import UserState
 from stage_engine.store.transitions import encode_body
 
 from shared.codec import encode
-from shared.transitions import PurchaseLevel, Stage, Transition
+from shared.transitions import (
+    Profile,
+    PurchaseLevel,
+    Rfm,
+    Stage,
+    Transition,
+    TransitionData,
+    TransitionKind,
+)
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -28,6 +36,12 @@ _MOMENTS = st.integers(0, 10**9).map(lambda us: T0 + timedelta(microseconds=us *
 
 @st.composite
 def transitions(draw: st.DrawFn) -> Transition:
+    return draw(emissions())[0]
+
+
+@st.composite
+def emissions(draw: st.DrawFn) -> tuple[Transition, Transition]:
+    """(what emit made, the same built model by model with Transition.build)."""
     orders = draw(st.integers(0, 50))
     at = draw(_MOMENTS)
     state = UserState(
@@ -58,13 +72,75 @@ def transitions(draw: st.DrawFn) -> Transition:
         traits=draw(st.dictionaries(st.text(max_size=10), _TRAIT_VALUES, max_size=4)),
     )
     kind = draw(st.sampled_from(["stage", "milestone", "level", "flag"]))
+    base = {"user_id": state.user_id, "to_stage": state.stage, "profile": _profile(state)}
     if kind == "stage":
-        return emit.stage_changed(state, draw(st.none() | st.just(Stage.NEW)), "signup", at)
+        before = draw(st.none() | st.just(Stage.NEW))
+        data = TransitionData(
+            kind=TransitionKind.STAGE_CHANGED, from_stage=before, reason="signup", **base
+        )
+        source = before.value if before else ""
+        return (
+            emit.stage_changed(state, before, "signup", at),
+            Transition.build(data, at, f"{source}>{state.stage.value}"),
+        )
     if kind == "milestone":
-        return emit.milestone_reached(state, draw(st.integers(1, 90)), at)
+        days = draw(st.integers(1, 90))
+        data = TransitionData(
+            kind=TransitionKind.INACTIVITY_MILESTONE,
+            reason="inactivity",
+            milestone_days=days,
+            **base,
+        )
+        return emit.milestone_reached(state, days, at), Transition.build(
+            data, at, f"milestone:{days}"
+        )
     if kind == "level":
-        return emit.purchase_level_changed(state, PurchaseLevel.REPEAT, at)
-    return emit.risk_flag_raised(state, "negative_feedback", at)
+        data = TransitionData(
+            kind=TransitionKind.PURCHASE_LEVEL_CHANGED,
+            reason="purchase",
+            purchase_level=PurchaseLevel.REPEAT,
+            **base,
+        )
+        return emit.purchase_level_changed(state, PurchaseLevel.REPEAT, at), Transition.build(
+            data, at, "level:repeat"
+        )
+    data = TransitionData(
+        kind=TransitionKind.RISK_FLAG_RAISED, reason="risk", flag="negative_feedback", **base
+    )
+    return emit.risk_flag_raised(state, "negative_feedback", at), Transition.build(
+        data, at, "flag:negative_feedback"
+    )
+
+
+def _profile(state: UserState) -> Profile:
+    rfm = state.rfm
+    return Profile(
+        stage=state.stage,
+        stage_since=state.stage_since,
+        first_seen_at=state.first_seen_at,
+        signed_up_at=state.signed_up_at,
+        last_active_at=state.last_active_at,
+        orders=state.orders,
+        revenue=state.revenue,
+        average_order_value=state.average_order_value,
+        last_order_at=state.last_order_at,
+        purchase_level=state.purchase_level,
+        rfm=None
+        if rfm is None
+        else Rfm(recency=rfm[0], frequency=rfm[1], monetary=rfm[2], segment=rfm[3]),
+        risk_flags=state.risk_flags,
+        traits=dict(state.traits),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(emissions())
+def test_emit_validates_once_what_building_model_by_model_would_make(
+    pair: tuple[Transition, Transition],
+) -> None:
+    emitted, built = pair
+    assert emitted == built
+    assert encode_body(emitted) == encode_body(built)
 
 
 @settings(max_examples=300, deadline=None)
