@@ -29,7 +29,8 @@ class JsonFormatter(logging.Formatter):
         entry.update((k, v) for k, v in record.__dict__.items() if k not in _STANDARD)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        # Non-string keys (partition numbers, say) become strings rather than losing the line.
+        return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
