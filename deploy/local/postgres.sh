@@ -77,8 +77,23 @@ CONF
       "select 1 from pg_database where datname = '$database'" | grep -q 1; then
     "$bindir/createdb" -h 127.0.0.1 -p "$port" -U postgres "$database"
   fi
+  tune_for_writes
   echo "postgres: log $logfile" >&2
   echo "DATABASE_URL=$url"
+}
+
+# The stage engine and the benchmarks write hard. With the default 1 GB max_wal_size a
+# checkpoint started every 15-20 s under load: each ends in an fsync that stalls
+# commits, and each page's first change after it is logged whole again, which brings
+# the next one sooner. Checkpoints bound the time to recover after a crash; they do
+# not change what a commit guarantees. Applied on every start (ALTER SYSTEM persists,
+# a reload applies), so a cluster made by an older script gets them too.
+tune_for_writes() {
+  "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qtA \
+    -c "ALTER SYSTEM SET max_wal_size = '4GB'" \
+    -c "ALTER SYSTEM SET checkpoint_timeout = '15min'" \
+    -c "ALTER SYSTEM SET wal_compression = 'lz4'" \
+    -c "SELECT pg_reload_conf()" >/dev/null
 }
 
 stop() {
