@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 from stage_engine.store.database import Database
 
@@ -12,8 +13,7 @@ from stage_engine.store.database import Database
 async def test_a_second_write_waits_its_turn_instead_of_meeting_a_locked_database(
     tmp_path: Path,
 ) -> None:
-    # No busy timeout: a BEGIN IMMEDIATE that finds the database locked fails at once,
-    # so the test passes only if the second write never reaches SQLite's lock.
+    # No busy timeout: a BEGIN IMMEDIATE that finds the database locked fails at once.
     engine = create_async_engine(
         f"sqlite+aiosqlite:///{tmp_path / 'engine.db'}", connect_args={"timeout": 0}
     )
@@ -23,6 +23,7 @@ async def test_a_second_write_waits_its_turn_instead_of_meeting_a_locked_databas
             await conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
         order: list[str] = []
         first_inside, release_first = asyncio.Event(), asyncio.Event()
+        second_moved = asyncio.Event()  # began its transaction, or failed to
 
         async def first() -> None:
             async with db.write() as conn:
@@ -34,15 +35,21 @@ async def test_a_second_write_waits_its_turn_instead_of_meeting_a_locked_databas
 
         async def second() -> None:
             await first_inside.wait()
-            async with db.write() as conn:
-                order.append("second begins")
-                await conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+            try:
+                async with db.write() as conn:
+                    order.append("second begins")
+                    second_moved.set()
+                    await conn.exec_driver_sql("INSERT INTO t VALUES (2)")
+            except Exception:
+                second_moved.set()
+                raise
 
         tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
         await first_inside.wait()
-        # A window in which a second writer that skipped its turn would fail; the pass
-        # condition below does not depend on its length.
-        await asyncio.sleep(0.2)
+        # Without its turn the second write meets the lock and fails within milliseconds;
+        # with it, it neither begins nor fails while the first transaction is open.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(second_moved.wait(), timeout=0.5)
         release_first.set()
         await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
         assert order == ["first writes", "first committed", "second begins"]

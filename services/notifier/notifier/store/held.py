@@ -5,7 +5,7 @@ that commits a hundred times a second would pay that round trip every time.
 Holding one connection per loop avoids it. If the connection breaks, the
 error propagates and the loop stops (the service exits to be restarted; all
 its state is durable); the next `begin` after a broken one reconnects.
-On SQLite, `begin` first waits its turn at the engine's write gate (write_gate.py).
+On SQLite, `begin` first waits for its turn (shared.db.sqlite_write_turn).
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from contextlib import asynccontextmanager
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from notifier.store.write_gate import write_gate
+from shared.db import sqlite_write_turn
 
 
 class HeldConnection:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._gate = write_gate(engine)
+        self._write_turn = sqlite_write_turn(engine)
         self._connection: AsyncConnection | None = None
 
     @asynccontextmanager
@@ -33,7 +33,7 @@ class HeldConnection:
             self._connection = await self._engine.connect()
         connection = self._connection
         try:
-            async with self._gate or contextlib.nullcontext(), connection.begin():
+            async with self._write_turn or contextlib.nullcontext(), connection.begin():
                 yield connection
         except DBAPIError as exc:
             if exc.connection_invalidated:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shared.db import sqlite_write_turn
 
 T = TypeVar("T")
 
@@ -29,9 +30,7 @@ class Database:
     On SQLite a write transaction starts with BEGIN IMMEDIATE: it takes the write lock
     up front (waiting up to the busy timeout) instead of failing when a reader upgrades
     while another process writes. The engine's own loops (batches, timers, relay,
-    housekeeping) first take turns on an asyncio.Lock: waiting in SQLite's busy
-    handler, which polls in sleeps of up to 100 ms, cost them 65 ms per write
-    transaction on average in a `make run` (147 s in all).
+    housekeeping) first take turns in-process (shared.db.sqlite_write_turn).
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -42,7 +41,7 @@ class Database:
         if self.is_sqlite:
             _sqlite_explicit_begin(engine)
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
-        self._write_turn = asyncio.Lock() if self.is_sqlite else None
+        self._write_turn = sqlite_write_turn(engine)
 
     @property
     def is_sqlite(self) -> bool:
