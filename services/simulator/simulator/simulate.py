@@ -134,9 +134,10 @@ class Simulation:
             behind = self._behind(pacing.max_lag_days)
             if not behind:
                 break
+            polled_at = time.monotonic()
             await asyncio.sleep(0.1)  # polling the pipeline's progress, bounded by the deadline
             for service in behind:
-                self.stats.held_seconds_by_service[service] += 0.1
+                self.stats.held_seconds_by_service[service] += time.monotonic() - polled_at
         held = time.monotonic() - began
         self.stats.held_seconds += held
         return held

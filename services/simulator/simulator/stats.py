@@ -103,7 +103,7 @@ class LiveStats:
     engine_time: datetime | None = None
     notifier_lags: deque[timedelta] = field(default_factory=lambda: deque(maxlen=LAG_SAMPLES))
     held_seconds: float = 0.0  # wall time simulated time waited for the pipeline
-    # The same wait, by the service that was behind (about: sampled every 0.1 s).
+    # The same wait, by the service that was behind (both, when both were).
     held_seconds_by_service: defaultdict[str, float] = field(
         default_factory=lambda: defaultdict(float)
     )

@@ -121,6 +121,17 @@ def test_the_finished_header_says_how_long_the_days_and_the_drain_took() -> None
     assert "finished" in text
 
 
+def test_the_header_says_which_service_the_days_waited_for_within_its_width() -> None:
+    stats = LiveStats(start=START, days=60, sim_now=START + timedelta(days=9))
+    stats.held_seconds = 11.2
+    stats.held_seconds_by_service.update({"stage engine": 1.6, "notifier": 9.8})
+    console = Console(width=80, record=True)
+    console.print(header(stats))
+    text = console.export_text()
+    assert "waited for the pipeline 11 s: stage engine 2 s, notifier 10 s" in text
+    assert stats.summary()["held_seconds_by_service"] == {"stage engine": 1.6, "notifier": 9.8}
+
+
 def test_a_send_held_by_quiet_hours_does_not_count_as_notifier_lag() -> None:
     stats = stats_with_data()
     silent = next(iter(stats.transition_times))
