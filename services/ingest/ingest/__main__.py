@@ -37,12 +37,12 @@ TOPIC_EVENTS, TOPIC_PARTITIONS, ...) and ingest/settings.py.
 
 from __future__ import annotations
 
-import gc
 import sys
 
 from ingest.app import create_app
 from ingest.settings import IngestSettings
 from shared.errors import SettingsError
+from shared.gc_tuning import tune_garbage_collector
 from shared.logs import configure_logging
 from shared.serve import serve
 from shared.settings import load_settings
@@ -59,18 +59,6 @@ def main() -> int:
     tune_garbage_collector()
     serve(app, host=settings.http_host, port=settings.ingest_port, log_level=settings.log_level)
     return 0
-
-
-def tune_garbage_collector() -> None:
-    """Collect less often: requests make many short-lived objects, which are acyclic.
-
-    Reference counting frees them; the cyclic collector, at its default
-    (every 700 allocations, rescanning everything alive), cost about a sixth
-    of the CPU of a 100-event batch. Objects alive after start-up (modules,
-    models, validators) are frozen out of its scans.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
 
 
 if __name__ == "__main__":

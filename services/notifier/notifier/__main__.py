@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -20,24 +19,12 @@ from notifier.settings import NotifierSettings
 from notifier.store.migrate import migrate
 from shared.db import make_engine
 from shared.errors import SettingsError
+from shared.gc_tuning import tune_garbage_collector
 from shared.logs import configure_logging
 from shared.serve import serve
 from shared.settings import load_settings
 
 log = logging.getLogger("notifier")
-
-# Every send allocates short-lived objects (requests, results, outcomes): with the
-# default gen-0 threshold (700) the collector runs many times a second and its
-# older-generation passes re-scan the long-lived start-up objects, pausing every
-# sender. Frozen start-up objects and a larger threshold keep those pauses rare;
-# garbage is still collected, so memory stays bounded. (As in the stage engine.)
-GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def _tune_gc() -> None:
-    gc.collect()
-    gc.freeze()  # start-up objects (modules, clients, templates) are never garbage
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _migrate(database_url: str) -> None:
@@ -71,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     service = NotifierService(settings, playbook, on_fatal=_stop_process)
     serve(
-        create_app(service, after_start=_tune_gc),
+        create_app(service, after_start=tune_garbage_collector),
         host=settings.http_host,
         port=settings.notifier_port,
         log_level=settings.log_level,
