@@ -43,6 +43,7 @@ from pydantic import TypeAdapter
 from shared.codec import encode
 from shared.kafka.admin import ensure_topics
 from shared.kafka.producer import make_producer
+from tests.bench.procfs import cpu_seconds, status_kb
 from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -291,18 +292,6 @@ async def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("ingest did not become ready within 60 s")
 
 
-def proc_status_kb(pid: int, field: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise KeyError(field)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -390,8 +379,8 @@ async def run() -> None:
                     open_loop(port, tracks, target, f"(c) /v1/track at 70% ({target:.0f}/s)")
                 )
             )
-            peak_rss_kb = proc_status_kb(process.pid, "VmHWM")
-            rss_kb = proc_status_kb(process.pid, "VmRSS")
+            peak_rss_kb = status_kb(process.pid, "VmHWM")
+            rss_kb = status_kb(process.pid, "VmRSS")
     finally:
         await delete_topics(prefix)
 

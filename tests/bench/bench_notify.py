@@ -43,6 +43,7 @@ from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
 from shared.transitions import Profile, Stage, Transition, TransitionData, TransitionKind
+from tests.bench.procfs import cpu_seconds
 from tests.ports import free_port
 from tests.scratch import scratch_database, scratch_topics
 
@@ -95,11 +96,6 @@ def silent(user_id: str, at: datetime) -> Transition:
         profile=profile,
     )
     return Transition.build(data, at, discriminator="silent")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.asynccontextmanager

@@ -55,6 +55,7 @@ from shared.events import Event
 from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
+from tests.bench.procfs import status_kb
 from tests.scratch import scratch_database, scratch_topics
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -102,10 +103,7 @@ class EngineProcess:
         )
 
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return status_kb(self.process.pid, "VmHWM") / 1024
 
     async def metric(self, name: str) -> float:
         async with httpx.AsyncClient(timeout=5) as client:
