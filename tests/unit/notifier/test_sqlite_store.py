@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import make_engine
+from tests.write_turns import assert_second_write_waits_for_the_first
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
 
@@ -76,33 +76,9 @@ async def test_writers_on_one_sqlite_engine_take_turns(engine: AsyncEngine) -> N
     first, second = HeldConnection(engine), HeldConnection(engine)
     for held in (first, second):  # connected beforehand: a begin is then one round trip
         async with held.begin() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-    order: list[str] = []
-    first_inside, second_inside = asyncio.Event(), asyncio.Event()
-    release_first = asyncio.Event()
-
-    async def write_first() -> None:
-        async with first.begin():
-            order.append("first begins")
-            first_inside.set()
-            await release_first.wait()
-            order.append("first commits")
-
-    async def write_second() -> None:
-        await first_inside.wait()
-        async with second.begin():
-            order.append("second begins")
-            second_inside.set()
-
-    tasks = [asyncio.create_task(write_first()), asyncio.create_task(write_second())]
-    await first_inside.wait()
-    # Without the gate the second transaction begins within milliseconds; with it,
-    # it waits for the first to commit however long that takes.
-    with pytest.raises(TimeoutError):
-        await asyncio.wait_for(second_inside.wait(), timeout=0.5)
-    assert order == ["first begins"]
-    release_first.set()
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
-    assert order == ["first begins", "first commits", "second begins"]
-    await first.close()
-    await second.close()
+            await conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (n INTEGER)")
+    try:
+        await assert_second_write_waits_for_the_first(first.begin, second.begin)
+    finally:
+        await first.close()
+        await second.close()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
-import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 from stage_engine.store.database import Database
+
+from tests.write_turns import assert_second_write_waits_for_the_first
 
 
 async def test_a_second_write_waits_its_turn_instead_of_meeting_a_locked_database(
@@ -21,38 +21,7 @@ async def test_a_second_write_waits_its_turn_instead_of_meeting_a_locked_databas
     try:
         async with db.write() as conn:
             await conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
-        order: list[str] = []
-        first_inside, release_first = asyncio.Event(), asyncio.Event()
-        second_moved = asyncio.Event()  # began its transaction, or failed to
-
-        async def first() -> None:
-            async with db.write() as conn:
-                await conn.exec_driver_sql("INSERT INTO t VALUES (1)")
-                order.append("first writes")
-                first_inside.set()
-                await release_first.wait()
-            order.append("first committed")
-
-        async def second() -> None:
-            await first_inside.wait()
-            try:
-                async with db.write() as conn:
-                    order.append("second begins")
-                    second_moved.set()
-                    await conn.exec_driver_sql("INSERT INTO t VALUES (2)")
-            except Exception:
-                second_moved.set()
-                raise
-
-        tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
-        await first_inside.wait()
-        # Without its turn the second write meets the lock and fails within milliseconds;
-        # with it, it neither begins nor fails while the first transaction is open.
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(second_moved.wait(), timeout=0.5)
-        release_first.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
-        assert order == ["first writes", "first committed", "second begins"]
+        await assert_second_write_waits_for_the_first(db.write, db.write)
         async with db.read() as conn:
             assert (await conn.exec_driver_sql("SELECT count(*) FROM t")).scalar_one() == 2
     finally:
