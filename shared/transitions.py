@@ -6,6 +6,7 @@ consumer de-duplicates replays and re-publications by id alone.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 CLOUDEVENTS_SOURCE = "urn:lifecycle:stage-engine"
 _ID_NAMESPACE = uuid.UUID("6f1c1d1e-8a53-4b7e-9a55-3c8a3c1f0b7d")
+_ID_NAMESPACE_BYTES = _ID_NAMESPACE.bytes
 
 
 class Stage(StrEnum):
@@ -122,4 +124,17 @@ def transition_id(
 ) -> str:
     """Same user, kind, moment and discriminator (target stage, milestone, flag) → same id."""
     name = "|".join((user_id, kind.value, occurred_at.isoformat(), discriminator))
-    return str(uuid.uuid5(_ID_NAMESPACE, name))
+    return _uuid5(name)
+
+
+def _uuid5(name: str) -> str:
+    """str(uuid.uuid5(_ID_NAMESPACE, name)) (RFC 4122 §4.3, a unit test compares them)
+    without building a UUID object: 1.2 µs instead of 5.2, and the timer loop makes one
+    id per fired timer."""
+    digest = bytearray(
+        hashlib.sha1(_ID_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 import pytest
 from pydantic import BaseModel
 
@@ -58,6 +61,18 @@ def test_transition_ids_are_deterministic_and_distinguish_inputs() -> None:
     assert first != transition_id("u-1", TransitionKind.STAGE_CHANGED, T0, "churned")
     assert first != transition_id("u-2", TransitionKind.STAGE_CHANGED, T0, "silent")
     assert sample_transition().id == sample_transition().id
+
+
+@pytest.mark.parametrize("user_id", ["u-1", "anon-ü-✓", "x" * 200, ""])
+def test_transition_ids_are_the_standard_uuid5_of_their_name(user_id: str) -> None:
+    """The hand-written uuid5 gives what uuid.uuid5 gives: ids published before it stay."""
+    namespace = uuid.UUID("6f1c1d1e-8a53-4b7e-9a55-3c8a3c1f0b7d")
+    for kind in TransitionKind:
+        for n in range(20):
+            at = T0 + timedelta(days=n, microseconds=n * 7)
+            name = "|".join((user_id, kind.value, at.isoformat(), f"milestone:{n}"))
+            got = transition_id(user_id, kind, at, f"milestone:{n}")
+            assert got == str(uuid.uuid5(namespace, name))
 
 
 def test_transition_is_a_cloudevents_envelope() -> None:
