@@ -117,7 +117,7 @@ class BatchApplier:
         # 5. Offsets, fenced: last, so a fenced batch has done nothing.
         await move_offsets(conn, self._topic, self._moves(batch))
         for transition, _ in profiles.transitions:
-            outcome.transitions[(transition.data.kind.value, transition.data.to_stage.value)] += 1
+            outcome.transitions[(transition.kind.value, transition.to_stage.value)] += 1
         return outcome
 
     async def _fresh(self, conn: AsyncConnection, events: list[Located]) -> list[Located]:

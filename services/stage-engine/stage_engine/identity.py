@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from shared.events import Event
-from shared.transitions import Transition
 from stage_engine.lifecycle import LifecycleConfig, merge_anonymous
+from stage_engine.lifecycle.emit import Emitted
 from stage_engine.store.users import StoredUser
 
 
@@ -46,13 +46,13 @@ class Profiles:
     deleted: set[str] = field(default_factory=set)
     new_aliases: dict[str, str] = field(default_factory=dict)
     merged_into: dict[str, str] = field(default_factory=dict)  # profile merged away -> target
-    transitions: list[tuple[Transition, int]] = field(default_factory=list)
+    transitions: list[tuple[Emitted, int]] = field(default_factory=list)
 
     def resolve(self, key: str) -> str:
         target = self.aliases.get(key)
         return target if target is not None and target in self.users else key
 
-    def put(self, key: str, stored: StoredUser, transitions: Iterable[Transition]) -> None:
+    def put(self, key: str, stored: StoredUser, transitions: Iterable[Emitted]) -> None:
         self.users[key] = stored
         self.dirty.add(key)
         self.deleted.discard(key)

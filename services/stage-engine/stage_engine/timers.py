@@ -185,7 +185,7 @@ class TimerLoop:
         # Killed here: committed. The rows are no longer due (never fired again) and the
         # transitions wait in the outbox, which the relay publishes.
         # One labelled counter call per (kind, stage), not per transition.
-        counts = Counter((t.transition.data.kind, t.transition.data.to_stage) for t in emitted)
+        counts = Counter((t.transition.kind, t.transition.to_stage) for t in emitted)
         for (kind, to_stage), count in counts.items():
             self._metrics.transitions.labels(kind.value, to_stage.value).inc(count)
         return len(due)

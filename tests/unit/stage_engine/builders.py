@@ -8,9 +8,9 @@ from itertools import count
 from typing import Any
 
 from stage_engine.lifecycle import LifecycleConfig, UserState, advance, expire
+from stage_engine.lifecycle.emit import Emitted
 
 from shared.events import Event
-from shared.transitions import Transition
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -60,7 +60,7 @@ def page(at: datetime, **kw: Any) -> Event:
     return event("page", at, name="Home", **kw)
 
 
-def brief(transition: Transition) -> tuple[object, ...]:
+def brief(transition: Emitted) -> tuple[object, ...]:
     """(kind, from, to, reason, detail, time) — what a table row states."""
     data = transition.data
     detail: object = data.milestone_days or data.purchase_level or data.flag
@@ -78,9 +78,9 @@ def brief(transition: Transition) -> tuple[object, ...]:
 
 def run_events(
     events: Iterable[Event], config: LifecycleConfig, state: UserState | None = None
-) -> tuple[UserState | None, list[Transition]]:
+) -> tuple[UserState | None, list[Emitted]]:
     """advance() each event in the given order; no expire."""
-    out: list[Transition] = []
+    out: list[Emitted] = []
     for each in events:
         state, transitions = advance(state, each, config)
         out.extend(transitions)
@@ -89,7 +89,7 @@ def run_events(
 
 def run_until(
     events: Iterable[Event], end: datetime, config: LifecycleConfig
-) -> tuple[UserState, list[Transition]]:
+) -> tuple[UserState, list[Emitted]]:
     """advance() each event, then one expire() at `end`."""
     state, out = run_events(events, config)
     assert state is not None

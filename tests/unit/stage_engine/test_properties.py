@@ -16,9 +16,10 @@ from stage_engine.lifecycle import (
     merge_anonymous,
     stored,
 )
+from stage_engine.lifecycle.emit import Emitted
 
 from shared.events import Event
-from shared.transitions import Stage, Transition, TransitionKind
+from shared.transitions import Stage, TransitionKind
 from tests.unit.stage_engine.builders import DAY, T0, event, order, page, track
 
 BOUNDED = settings(max_examples=200, deadline=None)
@@ -98,10 +99,10 @@ def journeys(
     return Journey(config, tuple(events), end, tuple(probes))
 
 
-def in_event_time(journey: Journey) -> tuple[UserState, list[Transition]]:
+def in_event_time(journey: Journey) -> tuple[UserState, list[Emitted]]:
     """advance() only (timers fired by later events), then one final expire()."""
     state: UserState | None = None
-    out: list[Transition] = []
+    out: list[Emitted] = []
     for each in journey.events:
         state, transitions = advance(state, each, journey.config)
         out.extend(transitions)
@@ -110,13 +111,13 @@ def in_event_time(journey: Journey) -> tuple[UserState, list[Transition]]:
     return state, [*out, *transitions]
 
 
-def living_through(journey: Journey) -> tuple[UserState, list[Transition]]:
+def living_through(journey: Journey) -> tuple[UserState, list[Emitted]]:
     """advance() each event as it arrives and expire() at wall times in between.
 
     Checks on the way that nothing fires after the moment it was asked about.
     """
     state: UserState | None = None
-    out: list[Transition] = []
+    out: list[Emitted] = []
     events = journey.events
     config = journey.config
     for index, each in enumerate(events):
@@ -141,7 +142,7 @@ def living_through(journey: Journey) -> tuple[UserState, list[Transition]]:
     return state, [*out, *transitions]
 
 
-def _stage_changes(transitions: list[Transition]) -> list[Transition]:
+def _stage_changes(transitions: list[Emitted]) -> list[Emitted]:
     return [t for t in transitions if t.data.kind is TransitionKind.STAGE_CHANGED]
 
 
@@ -211,7 +212,7 @@ def test_late_events_update_counters_and_never_reverse_a_past_transition(
     journey, order_of_arrival = case
     config = journey.config
     state: UserState | None = None
-    changes: list[Transition] = []
+    changes: list[Emitted] = []
     wall = journey.events[0].timestamp
     for index in order_of_arrival:
         each = journey.events[index]
@@ -280,7 +281,7 @@ def test_a_merge_keeps_the_users_stage_chain_and_adds_up_the_counters(
     config = user_journey.config
     anonymous, _ = in_event_time(anonymous_journey)
     state: UserState | None = None
-    changes: list[Transition] = []
+    changes: list[Emitted] = []
     for index, each in enumerate(user_journey.events):
         state, transitions = advance(state, each, config)
         changes.extend(_stage_changes(list(transitions)))

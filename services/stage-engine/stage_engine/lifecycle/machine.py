@@ -12,10 +12,10 @@ from datetime import datetime
 from typing import NamedTuple
 
 from shared.events import Event
-from shared.transitions import PurchaseLevel, Stage, Transition
+from shared.transitions import PurchaseLevel, Stage
 from stage_engine.lifecycle import emit, signals
 from stage_engine.lifecycle.config import LifecycleConfig
-from stage_engine.lifecycle.emit import Reason, RiskFlag
+from stage_engine.lifecycle.emit import Emitted, Reason, RiskFlag
 from stage_engine.lifecycle.rfm import RfmEdges, score
 from stage_engine.lifecycle.state import Draft, UserState
 from stage_engine.lifecycle.timers import DAY, fire_due, next_due, refresh_rfm
@@ -26,7 +26,7 @@ StageChange = tuple[Stage | None, str, datetime]
 
 class Step(NamedTuple):
     state: UserState
-    transitions: tuple[Transition, ...]
+    transitions: tuple[Emitted, ...]
 
 
 def expire(state: UserState, now: datetime, config: LifecycleConfig) -> Step:
@@ -34,7 +34,7 @@ def expire(state: UserState, now: datetime, config: LifecycleConfig) -> Step:
     due = state.next_due_at
     if due is None or due > now:
         return Step(state, ())
-    out: list[Transition] = []
+    out: list[Emitted] = []
     draft = state.thaw()
     fire_due(draft, signals.utc(now), config, out, inclusive=True)
     return Step(draft.freeze(), tuple(out))
@@ -43,7 +43,7 @@ def expire(state: UserState, now: datetime, config: LifecycleConfig) -> Step:
 def advance(state: UserState | None, event: Event, config: LifecycleConfig) -> Step:
     """Apply one event to the state of its profile key (None: first event of that key)."""
     at = signals.utc(event.timestamp)
-    out: list[Transition] = []
+    out: list[Emitted] = []
     if state is None:
         draft = _first_seen(event, at)
     else:
@@ -72,7 +72,7 @@ def _apply(
     event: Event,
     at: datetime,
     config: LifecycleConfig,
-    out: list[Transition],
+    out: list[Emitted],
     *,
     brand_new: bool,
 ) -> None:

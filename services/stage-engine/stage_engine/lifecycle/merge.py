@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from shared.transitions import Stage, Transition
+from shared.transitions import Stage
 from stage_engine.lifecycle import emit
 from stage_engine.lifecycle.config import LifecycleConfig
-from stage_engine.lifecycle.emit import Reason
+from stage_engine.lifecycle.emit import Emitted, Reason
 from stage_engine.lifecycle.machine import Step, purchase_level_for
 from stage_engine.lifecycle.signals import add_activity
 from stage_engine.lifecycle.state import Draft, TraitValue, UserState
@@ -51,7 +51,7 @@ def merge_anonymous(
         base.last_active_at = active_at
         base.milestone_reached_days = 0
     refresh_rfm(base, moment, config)
-    out: list[Transition] = []
+    out: list[Emitted] = []
     active_at = base.last_active_at
     if (
         active_at is not None

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import IntEnum
 
-from shared.transitions import Stage, Transition
+from shared.transitions import Stage
 from stage_engine.lifecycle import emit
 from stage_engine.lifecycle.config import LifecycleConfig
-from stage_engine.lifecycle.emit import Reason, RiskFlag
+from stage_engine.lifecycle.emit import Emitted, Reason, RiskFlag
 from stage_engine.lifecycle.rfm import score
 from stage_engine.lifecycle.state import Draft
 
@@ -90,7 +90,7 @@ def fire_due(
     state: Draft,
     limit: datetime,
     config: LifecycleConfig,
-    out: list[Transition],
+    out: list[Emitted],
     *,
     inclusive: bool,
 ) -> None:
@@ -133,7 +133,7 @@ _REASON_INTO = {
 
 
 def _fire(
-    state: Draft, kind: TimerKind, due: datetime, config: LifecycleConfig, out: list[Transition]
+    state: Draft, kind: TimerKind, due: datetime, config: LifecycleConfig, out: list[Emitted]
 ) -> None:
     if kind is TimerKind.FLAG_EXPIRY:
         state.risk_flags = tuple(f for f in state.risk_flags if f != RiskFlag.NEGATIVE_FEEDBACK)

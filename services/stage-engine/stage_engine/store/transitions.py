@@ -10,14 +10,14 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shared.transitions import Transition
+from stage_engine.lifecycle.emit import Emitted
 from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import outbox, transitions
 
 
 @dataclass(frozen=True, slots=True)
 class NewTransition:
-    transition: Transition
+    transition: Emitted
     partition: int  # the owning user row's partition: its owner relays it
 
 
@@ -50,11 +50,11 @@ async def record_transitions(
     rows: list[dict[str, object]] = [
         {
             "id": item.transition.id,
-            "user_id": item.transition.data.user_id,
+            "user_id": item.transition.subject,
             "subject": item.transition.subject,
-            "kind": item.transition.data.kind.value,
+            "kind": item.transition.kind.value,
             "occurred_at": item.transition.time,
-            "body": encode_body(item.transition),
+            "body": item.transition.body,
         }
         for item in unique.values()
     ]
@@ -102,12 +102,6 @@ SELECT count(*) FROM queued
 """
 
 
-def encode_body(transition: Transition) -> bytes:
-    """shared.codec.encode's bytes, straight from pydantic-core's serializer (one pass,
-    no intermediate dict): about half the cost, and equal bytes (a unit test checks)."""
-    return transition.__pydantic_serializer__.to_json(transition, exclude_none=True)
-
-
 async def _record_on_postgresql(
     conn: AsyncConnection, items: list[NewTransition], now: datetime
 ) -> int:
@@ -116,11 +110,11 @@ async def _record_on_postgresql(
         _PG_RECORD,
         (
             [t.id for t in records],
-            [t.data.user_id for t in records],
+            [t.subject for t in records],  # a new transition is its subject's history
             [t.subject for t in records],
-            [t.data.kind.value for t in records],
+            [t.kind.value for t in records],
             [t.time for t in records],
-            [encode_body(t) for t in records],
+            [t.body for t in records],
             [item.partition for item in items],
             now,
         ),
