@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Literal
@@ -36,6 +36,9 @@ from stage_engine.store.users import StoredUser
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+# How long the timer loop keeps the timer lock (and so a rebalance waiting) at most,
+# beyond the rounds in flight.
+PASS_S = 1.0
 
 
 class TimerTime:
@@ -115,19 +118,11 @@ class TimerLoop:
             self._wake.clear()
 
     async def fire_all(self) -> int:
-        """Fire every due row of every owned partition; how many rows fired.
-
-        Up to `parallel` partitions at a time, each in its own transaction: one round's
-        Python work overlaps the others' database work.
-        """
+        """Fire every due row of every owned partition; how many rows fired."""
         total = 0
-        due = sorted(await self._partitions_due())
+        due = deque(sorted(await self._partitions_due()))
         while due and not await self._pressure.refresh():
-            chosen, due = due[: self._parallel], due[self._parallel :]
-            fired = await self._round(chosen)
-            total += sum(fired.values())
-            # A partition that filled its batch may have more due rows: it goes again.
-            due += [p for p, n in fired.items() if n >= self._batch_size]
+            total += await self._fire_for_a_while(due)
         return total
 
     async def _partitions_due(self) -> set[int]:
@@ -137,15 +132,38 @@ class TimerLoop:
         async with self._db.read() as conn:
             return await queries.partitions_with_due_rows(conn, known)
 
-    async def _round(self, partitions: list[int]) -> dict[int, int]:
-        async with self._ownership.timer_lock:
-            owned = [p for p in partitions if p in self._ownership.partitions]
-            # A partition revoked meanwhile is its new owner's to fire.
-            counts = await asyncio.gather(*(self._fire_retrying(p) for p in owned))
-        fired = dict(zip(owned, counts, strict=True))
-        if any(counts):
-            self._metrics.timers_fired.inc(sum(counts))
-            self._on_fired()
+    async def _fire_for_a_while(self, due: deque[int]) -> int:
+        """Fire partitions from `due` for up to PASS_S; how many rows fired.
+
+        `parallel` workers each take the next partition as soon as their last round is
+        done, each round in its own transaction: one round's Python work overlaps the
+        others' database work and commits. (Rounds started together in lock-step did
+        their Python work, and then waited for the database, at the same moments.) A
+        partition that filled its batch may have more due rows: it goes to the back of
+        the queue. The timer lock is let go between passes, so a rebalance waits for
+        one pass at most.
+        """
+        fired = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PASS_S
+
+        async def worker() -> None:
+            nonlocal fired
+            while due and loop.time() < deadline:
+                partition = due.popleft()
+                if partition not in self._ownership.partitions:
+                    continue  # revoked meanwhile: its new owner fires it
+                count = await self._fire_retrying(partition)
+                if count:
+                    fired += count
+                    self._metrics.timers_fired.inc(count)
+                    self._on_fired()
+                if count >= self._batch_size:
+                    due.append(partition)
+
+        async with self._ownership.timer_lock, asyncio.TaskGroup() as workers:
+            for _ in range(self._parallel):
+                workers.create_task(worker())
         return fired
 
     async def _fire_retrying(self, partition: int) -> int:
