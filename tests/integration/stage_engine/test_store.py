@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 from stage_engine.lifecycle import LifecycleConfig, advance
@@ -19,7 +20,7 @@ from stage_engine.store import dedup
 from stage_engine.store import transitions as transition_store
 from stage_engine.store import users as user_store
 from stage_engine.store.database import Database
-from stage_engine.store.migrate import VERSION_TABLE, migrate
+from stage_engine.store.migrate import VERSION_TABLE, alembic_config, migrate
 from stage_engine.store.offsets import (
     FencedError,
     OffsetMove,
@@ -27,7 +28,7 @@ from stage_engine.store.offsets import (
     load_offsets,
     move_offsets,
 )
-from stage_engine.store.tables import metadata, users
+from stage_engine.store.tables import metadata, outbox, users
 from stage_engine.store.transitions import NewTransition
 from stage_engine.store.users import StoredUser
 
@@ -160,7 +161,30 @@ def test_migrate_command_prepares_an_embedded_database(tmp_path: Path) -> None:
 
     with sqlite3.connect(tmp_path / "cli.db") as conn:
         version = conn.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchall()
-    assert version == [("0001",)]
+    assert version == [(ScriptDirectory.from_config(alembic_config()).get_current_head(),)]
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+async def test_outbox_rows_survive_the_upgrade_that_drops_the_id_index(
+    backend: str, database_url: str, tmp_path: Path
+) -> None:
+    async with AsyncExitStack() as stack:
+        if backend == "postgresql":
+            url = await stack.enter_async_context(extra_database(database_url))
+        else:
+            url = f"sqlite+aiosqlite:///{tmp_path / 'upgrade.db'}"
+        db = Database(make_engine(url))
+        stack.push_async_callback(db.dispose)
+        await migrate(db.engine, "0001")
+        row = {"transition_id": "t-1", "partition": 3, "created_at": T0}
+        async with db.write() as conn:
+            await conn.execute(outbox.insert(), row)
+        await migrate(db.engine)
+        async with db.write() as conn:
+            await conn.execute(outbox.insert(), row)  # the id is no longer unique
+            rows = (await conn.execute(select(outbox.c.transition_id, outbox.c.partition))).all()
+            assert await conn.run_sync(_differences) == []
+    assert rows == [("t-1", 3), ("t-1", 3)]
 
 
 class _KafkaRefusedError(Exception):

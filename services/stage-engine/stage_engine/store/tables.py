@@ -97,12 +97,14 @@ transitions = Table(
 )
 
 # Transitions not yet acknowledged by Kafka, in commit order per user (`seq`);
-# `partition` is the owning user row's partition: its owner relays them.
+# `partition` is the owning user row's partition: its owner relays them. No index on
+# `transition_id`: each transition would be added to and deleted from it for the sake
+# of the rare recovery, which scans instead (migration 0002).
 outbox = Table(
     "stage_engine_outbox",
     metadata,
     Column("seq", _BIG_ID, primary_key=True, autoincrement=True),
-    Column("transition_id", String(64), nullable=False, unique=True),
+    Column("transition_id", String(64), nullable=False),
     Column("partition", Integer, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Index("stage_engine_outbox_partition", "partition", "seq"),

@@ -266,7 +266,11 @@ async def drop_sent(conn: AsyncConnection, seqs: Collection[int]) -> None:
 
 
 async def drop_sent_ids(conn: AsyncConnection, transition_ids: Collection[str]) -> int:
-    """Remove rows whose transitions are already in the topic (found by recovery)."""
+    """Remove rows whose transitions are already in the topic (found by recovery).
+
+    A scan of the outbox per chunk of ids (transition_id has no index: every
+    transition would pay for one, and this runs only when partitions are taken over);
+    the outbox is bounded by STAGE_OUTBOX_MAX_BACKLOG."""
     removed = 0
     for chunk in chunks(sorted(transition_ids)):
         result = await conn.execute(
