@@ -15,8 +15,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncConnection
 from stage_engine.lifecycle import LifecycleConfig, advance
-from stage_engine.store import dedup
+from stage_engine.store import dedup, queries
 from stage_engine.store import transitions as transition_store
 from stage_engine.store import users as user_store
 from stage_engine.store.database import Database
@@ -122,6 +123,37 @@ async def test_due_rows_are_picked_per_partition_in_due_order(db: Database) -> N
         due = await user_store.lock_due_users(conn, db, partition=0, now=horizon, limit=10)
     assert [row.state.user_id for row in due] == ["u0", "u2"]
     assert all(row.state.stage is Stage.NEW for row in due)
+
+
+async def test_partitions_with_due_rows_probe_the_due_index(db: Database) -> None:
+    # Partition 0: 300 rows due; 1: none due yet; 2: not in `nows`; 4: no rows at all.
+    rows = [
+        StoredUser(
+            advance(None, event(f"m{n}", at=T0, user_id=f"u{n:04d}"), CONFIG).state,
+            0 if n < 300 else (1 if n < 310 else 2),
+        )
+        for n in range(320)
+    ]
+    async with db.write() as conn:
+        await user_store.upsert_users(conn, db, rows, now=T0)
+    due_at = rows[0].state.next_due_at
+    assert due_at is not None
+    nows = {0: due_at, 1: due_at - timedelta(seconds=1), 4: due_at}
+    async with db.read() as conn:
+        assert await queries.partitions_with_due_rows(conn, nows) == {0}
+        if db.is_sqlite:
+            return
+        await conn.exec_driver_sql("ANALYZE stage_engine_users")
+        # Nearly every row due is when EXISTS(...) was planned as a sequential scan.
+        probe = union_probe_sql(conn, nows)
+        plan = "\n".join(row[0] for row in (await conn.exec_driver_sql("EXPLAIN " + probe)).all())
+    assert "Seq Scan" not in plan, plan
+
+
+def union_probe_sql(conn: AsyncConnection, nows: dict[int, datetime]) -> str:
+    """The probe statement with its values inlined, for EXPLAIN."""
+    statement = queries.due_partitions_statement(nows)
+    return str(statement.compile(conn.sync_engine, compile_kwargs={"literal_binds": True}))
 
 
 async def test_a_transition_already_in_the_history_is_not_queued_again(db: Database) -> None:
