@@ -195,7 +195,7 @@ class TimerLoop:
                 emitted.extend(NewTransition(t, stored.partition) for t in step.transitions)
             wall = self._clock.now()
             # On PostgreSQL each write below is one statement for the whole round.
-            await user_store.upsert_users(conn, self._db, fired, now=wall)
+            await user_store.update_fired_users(conn, self._db, fired, now=wall)
             # Killed here: the transaction rolls back, the rows are still due and locked by
             # nobody; the next round (or the partition's next owner) fires them, same ids.
             await transition_store.record_transitions(conn, self._db, emitted, now=wall)

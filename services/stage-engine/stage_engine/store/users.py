@@ -139,6 +139,42 @@ async def upsert_users(
         await conn.execute(statement, chunk)
 
 
+# PostgreSQL: a timer round's rows exist and are locked by the round, and only these
+# columns change. An UPDATE joined to the arrays skips the upsert's insert attempt and
+# conflict check per row (about an eighth of the round's database time).
+_PG_UPDATE_FIRED = """
+UPDATE stage_engine_users AS u
+SET stage = r.stage, next_due_at = r.next_due_at, state = r.state, updated_at = $5
+FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
+    AS r(user_id, stage, next_due_at, state)
+WHERE u.user_id = r.user_id
+"""
+
+
+async def update_fired_users(
+    conn: AsyncConnection, db: Database, rows: Sequence[StoredUser], *, now: datetime
+) -> None:
+    """Write back the rows a timer round locked (lock_due_users) and fired.
+
+    In the round's transaction: killed before its commit, the rows keep their old
+    states, are still due, and fire again in the next round with the same ids.
+    """
+    if not rows or db.is_sqlite:
+        await upsert_users(conn, db, rows, now=now)
+        return
+    states = sorted((row.state for row in rows), key=lambda state: state.user_id)
+    await conn.exec_driver_sql(
+        _PG_UPDATE_FIRED,
+        (
+            [state.user_id for state in states],
+            [state.stage.value for state in states],
+            [state.next_due_at for state in states],
+            [encode_state(state) for state in states],
+            now,
+        ),
+    )
+
+
 async def delete_users(conn: AsyncConnection, user_ids: Collection[str]) -> None:
     """Remove merged-away profiles (in the merge's transaction: all of it or none)."""
     for chunk in chunks(sorted(user_ids)):
