@@ -55,7 +55,7 @@ from shared.events import Event
 from shared.kafka.consumer import make_consumer
 from shared.kafka.producer import make_producer
 from shared.topics import Topics
-from tests.bench.procfs import status_kb
+from tests.bench.procfs import cpu_seconds, cpu_seconds_of_command, status_kb
 from tests.scratch import scratch_database, scratch_topics
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -399,9 +399,14 @@ async def seed_due_users(database_url: str, count: int) -> None:
 
 
 async def timer_rates(engine: EngineProcess, count: int, deadline_s: float) -> tuple[float, float]:
-    """(timers fired/s, transitions published/s), each from its first to its last count."""
+    """(timers fired/s, transitions published/s), each from its first to its last count.
+
+    Also prints the CPU the engine and a local PostgreSQL used per timer while they
+    fired and published: what bounds the rate on a machine with few cores.
+    """
     fired: list[tuple[float, float]] = []
     published: list[tuple[float, float]] = []
+    cpu: list[tuple[float, float, float]] = []  # (fired so far, engine s, postgres s)
     deadline = time.perf_counter() + deadline_s
     while time.perf_counter() < deadline:
         if engine.process.poll() is not None:
@@ -410,13 +415,35 @@ async def timer_rates(engine: EngineProcess, count: int, deadline_s: float) -> t
             now = time.perf_counter()
             fired.append((now, await engine.metric("stage_engine_timers_fired_total")))
             published.append((now, await engine.metric("stage_engine_transitions_published_total")))
+            if 0 < fired[-1][1] < count:
+                engine_s = cpu_seconds(engine.process.pid)
+                cpu.append((fired[-1][1], engine_s, cpu_seconds_of_command("postgres")))
             if published[-1][1] >= count:
                 break
         await asyncio.sleep(0.5)  # polling /metrics, bounded by the deadline
     if not fired or fired[-1][1] < count or published[-1][1] < count:
         last = (fired[-1][1], published[-1][1]) if fired else (0, 0)
         print(f"  timers: {last[0]:.0f} fired, {last[1]:.0f} published of {count} in time")
+    _print_cpu_per_timer(cpu)
     return _rate(fired, count), _rate(published, count)
+
+
+def _print_cpu_per_timer(samples: list[tuple[float, float, float]]) -> None:
+    if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
+        return
+    (fired_0, engine_0, pg_0), (fired_1, engine_1, pg_1) = samples[0], samples[-1]
+    timers = fired_1 - fired_0
+    engine_us = (engine_1 - engine_0) / timers * 1e6
+    pg_us = (pg_1 - pg_0) / timers * 1e6
+    if engine_us <= 0:
+        return  # too short a window for the clock ticks
+    cores = os.cpu_count() or 1
+    print(
+        f"  CPU per fired timer (firing and relaying): engine {engine_us:.0f} µs, "
+        f"PostgreSQL {pg_us:.0f} µs (a local server's processes; 0 if remote); "
+        f"all {cores} cores busy would fire {cores / (engine_us + pg_us) * 1e6:.0f}/s, "
+        f"one core for the engine alone {1e6 / engine_us:.0f}/s"
+    )
 
 
 def _rate(samples: list[tuple[float, float]], count: int) -> float:
