@@ -40,21 +40,26 @@ def _outbox(*, unique: bool) -> sa.Table:
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name == "sqlite":
-        # SQLite cannot drop a constraint: the table is copied into its new shape.
-        with op.batch_alter_table(
-            "stage_engine_outbox", copy_from=_outbox(unique=False), recreate="always"
-        ):
-            pass
+    if _on_sqlite():
+        _copy_outbox(unique=False)
         return
     op.drop_constraint(_PG_UNIQUE, "stage_engine_outbox", type_="unique")
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name == "sqlite":
-        with op.batch_alter_table(
-            "stage_engine_outbox", copy_from=_outbox(unique=True), recreate="always"
-        ):
-            pass
+    if _on_sqlite():
+        _copy_outbox(unique=True)
         return
     op.create_unique_constraint(_PG_UNIQUE, "stage_engine_outbox", ["transition_id"])
+
+
+def _on_sqlite() -> bool:
+    return bool(op.get_context().dialect.name == "sqlite")
+
+
+def _copy_outbox(*, unique: bool) -> None:
+    """SQLite cannot drop or add a constraint: the table is copied into its new shape."""
+    with op.batch_alter_table(
+        "stage_engine_outbox", copy_from=_outbox(unique=unique), recreate="always"
+    ):
+        pass
