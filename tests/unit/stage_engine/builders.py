@@ -62,7 +62,7 @@ def page(at: datetime, **kw: Any) -> Event:
 
 def brief(transition: Emitted) -> tuple[object, ...]:
     """(kind, from, to, reason, detail, time) — what a table row states."""
-    data = transition.data
+    data = transition.transition.data
     detail: object = data.milestone_days or data.purchase_level or data.flag
     from_stage = data.from_stage.value if data.from_stage is not None else None
     detail_value = getattr(detail, "value", detail)

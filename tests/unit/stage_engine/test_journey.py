@@ -143,8 +143,8 @@ def test_the_profile_snapshot_shows_the_user_as_the_transition_became_true() -> 
     user, _ = advance(user, identify, CONFIG)
     user, _ = advance(user, order(40.0, T0 + DAY), CONFIG)
     _, fired = expire(user, T0 + 9 * DAY, CONFIG)
-    silent = next(t for t in fired if t.data.to_stage is Stage.SILENT and t.data.from_stage)
-    profile = silent.data.profile
+    silent = next(t for t in fired if t.to_stage is Stage.SILENT and t.transition.data.from_stage)
+    profile = silent.transition.data.profile
     assert silent.subject == "u-1"
     assert profile.stage is Stage.SILENT
     assert profile.stage_since == T0 + 8 * DAY

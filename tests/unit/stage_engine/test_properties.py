@@ -143,7 +143,7 @@ def living_through(journey: Journey) -> tuple[UserState, list[Emitted]]:
 
 
 def _stage_changes(transitions: list[Emitted]) -> list[Emitted]:
-    return [t for t in transitions if t.data.kind is TransitionKind.STAGE_CHANGED]
+    return [t for t in transitions if t.kind is TransitionKind.STAGE_CHANGED]
 
 
 @BOUNDED
@@ -163,10 +163,10 @@ def test_each_stage_change_starts_where_the_previous_one_ended(journey: Journey)
     previous: Stage | None = None
     previous_time: datetime | None = None
     for change in _stage_changes(transitions):
-        assert change.data.from_stage == previous
-        assert change.data.from_stage != change.data.to_stage
+        assert change.transition.data.from_stage == previous
+        assert change.transition.data.from_stage != change.to_stage
         assert previous_time is None or change.time >= previous_time
-        previous, previous_time = change.data.to_stage, change.time
+        previous, previous_time = change.to_stage, change.time
     assert state.stage == previous
     assert state.stage_since == previous_time
 
@@ -183,7 +183,8 @@ def test_no_timer_fires_before_its_condition_held(journey: Journey) -> None:
     config = journey.config
     _, transitions = living_through(journey)
     for transition in transitions:
-        data, profile, at = transition.data, transition.data.profile, transition.time
+        data, at = transition.transition.data, transition.time
+        profile = data.profile
         idle_since = profile.last_active_at or profile.signed_up_at or profile.first_seen_at
         if data.kind is TransitionKind.INACTIVITY_MILESTONE:
             assert data.milestone_days is not None
@@ -226,7 +227,10 @@ def test_late_events_update_counters_and_never_reverse_a_past_transition(
         if before is not None and each.timestamp < before.stage_since:
             # Too late to move the stage, but a prospect's late signup still signs up.
             for change in stage_changes:
-                assert (change.data.from_stage, change.data.to_stage) == (Stage.PROSPECT, Stage.NEW)
+                assert (change.transition.data.from_stage, change.to_stage) == (
+                    Stage.PROSPECT,
+                    Stage.NEW,
+                )
                 assert change.time == before.stage_since
             if not stage_changes:
                 assert (state.stage, state.stage_since) == (before.stage, before.stage_since)
@@ -235,9 +239,9 @@ def test_late_events_update_counters_and_never_reverse_a_past_transition(
     previous: Stage | None = None
     previous_time: datetime | None = None
     for change in changes:
-        assert change.data.from_stage == previous
+        assert change.transition.data.from_stage == previous
         assert previous_time is None or change.time >= previous_time
-        previous, previous_time = change.data.to_stage, change.time
+        previous, previous_time = change.to_stage, change.time
     orders = [e for e in journey.events if e.event == "Order Completed"]
     assert state.orders == len(orders)
     assert abs(state.revenue - sum(e.properties["revenue"] for e in orders)) < 1e-6
@@ -294,8 +298,8 @@ def test_a_merge_keeps_the_users_stage_chain_and_adds_up_the_counters(
     changes.extend(_stage_changes(list(transitions)))
     previous: Stage | None = None
     for change in changes:
-        assert change.data.from_stage == previous
-        previous = change.data.to_stage
+        assert change.transition.data.from_stage == previous
+        previous = change.to_stage
     assert state.stage == previous
     user_orders = sum(e.event == "Order Completed" for e in user_journey.events)
     assert state.orders == user_orders + anonymous.orders

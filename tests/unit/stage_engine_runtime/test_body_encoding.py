@@ -164,4 +164,4 @@ def test_emitting_from_the_working_draft_equals_emitting_from_the_frozen_state()
     # the transition holds its own copy: changing the draft afterwards changes nothing
     emitted = emit.milestone_reached(draft, 7, T0)
     draft.traits["email"] = "other@example.com"
-    assert emitted.data.profile.traits == {"email": "u@example.com"}
+    assert emitted.transition.data.profile.traits == {"email": "u@example.com"}

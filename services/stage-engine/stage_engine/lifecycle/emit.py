@@ -25,7 +25,6 @@ from shared.transitions import (
     PurchaseLevel,
     Stage,
     Transition,
-    TransitionData,
     TransitionKind,
     transition_id,
 )
@@ -53,13 +52,9 @@ class Emitted(NamedTuple):
 
     @property
     def transition(self) -> Transition:
-        """The validated model, parsed from the body (for readers and tests; the
-        engine's own paths use the fields above)."""
+        """The validated model, parsed from the body on every call (for readers and
+        tests; the engine's own paths use the fields above)."""
         return Transition.model_validate_json(self.body)
-
-    @property
-    def data(self) -> TransitionData:
-        return self.transition.data
 
 
 class Reason:
