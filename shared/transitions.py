@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
+import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 CLOUDEVENTS_SOURCE = "urn:lifecycle:stage-engine"
@@ -123,18 +124,28 @@ def transition_id(
     user_id: str, kind: TransitionKind, occurred_at: datetime, discriminator: str = ""
 ) -> str:
     """Same user, kind, moment and discriminator (target stage, milestone, flag) → same id."""
-    name = "|".join((user_id, kind.value, occurred_at.isoformat(), discriminator))
+    name = "|".join((user_id, kind.value, _isoformat(occurred_at), discriminator))
     return _uuid5(name)
+
+
+def _isoformat(moment: datetime) -> str:
+    """moment.isoformat(), written by orjson: 0.5 µs instead of 1.7 (the timer loop makes
+    one id per fired timer). Both write RFC 3339 with the offset, and the microseconds
+    only when there are some; a property test compares them."""
+    return orjson.dumps(moment)[1:-1].decode()
+
+
+# The hex digit that holds the RFC 4122 variant bits (10xx), for each digit of the hash.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 0b11] for digit in "0123456789abcdef"}
+_NAMESPACE_HASH = hashlib.sha1(_ID_NAMESPACE_BYTES, usedforsecurity=False)
 
 
 def _uuid5(name: str) -> str:
     """str(uuid.uuid5(_ID_NAMESPACE, name)) (RFC 4122 §4.3, a unit test compares them)
-    without building a UUID object: 1.2 µs instead of 5.2, and the timer loop makes one
-    id per fired timer."""
-    digest = bytearray(
-        hashlib.sha1(_ID_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
-    )
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    without building a UUID object: 1 µs instead of 5, and the timer loop makes one id
+    per fired timer. The version and variant are set in the hex text: digit 12 is the
+    version (5), digit 16 carries the variant bits."""
+    digest = _NAMESPACE_HASH.copy()
+    digest.update(name.encode())
+    h = digest.hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:32]}"

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from shared.codec import decode, encode
@@ -11,7 +13,7 @@ from shared.errors import DecodeError
 from shared.events import Event, partition_key
 from shared.notifications import NotificationOutcome
 from shared.schemas import DEFAULT_DIR, stale_files
-from shared.transitions import Transition, TransitionKind, transition_id
+from shared.transitions import Transition, TransitionKind, _isoformat, transition_id
 from tests.contracts import T0, sample_event, sample_outcome, sample_transition
 
 
@@ -73,6 +75,18 @@ def test_transition_ids_are_the_standard_uuid5_of_their_name(user_id: str) -> No
             name = "|".join((user_id, kind.value, at.isoformat(), f"milestone:{n}"))
             got = transition_id(user_id, kind, at, f"milestone:{n}")
             assert got == str(uuid.uuid5(namespace, name))
+
+
+_OFFSETS = st.sampled_from(
+    [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=9, minutes=30))]
+)
+
+
+@given(moment=st.datetimes(timezones=_OFFSETS) | st.datetimes())
+def test_the_id_text_of_a_moment_is_its_isoformat(moment: datetime) -> None:
+    """Ids hash the moment's isoformat(); the faster writer must give the same text, with
+    and without microseconds, offsets or a timezone (ids published before it stay)."""
+    assert _isoformat(moment) == moment.isoformat()
 
 
 def test_transition_is_a_cloudevents_envelope() -> None:

@@ -37,6 +37,7 @@ StateView = UserState | Draft
 
 # pydantic writes UTC datetimes with a `Z`; orjson does too with this option.
 _JSON_OPTIONS = orjson.OPT_UTC_Z
+_CLOUDEVENTS_TYPES = {kind: kind.cloudevents_type for kind in TransitionKind}
 
 
 class Emitted(NamedTuple):
@@ -119,19 +120,20 @@ def _transition(
     """
     user_id = state.user_id
     to_stage: Stage = data["to_stage"]
+    fields: dict[str, Any] = {"user_id": user_id, "kind": kind}
+    fields |= {name: value for name, value in data.items() if value is not None}
+    fields["profile"] = {k: v for k, v in _profile_fields(state).items() if v is not None}
     tid = transition_id(user_id, kind, occurred_at, discriminator)
-    profile = {k: v for k, v in _profile_fields(state).items() if v is not None}
-    fields = {"user_id": user_id, "kind": kind, **data, "profile": profile}
     body = orjson.dumps(
         {
             "specversion": "1.0",
             "id": tid,
             "source": CLOUDEVENTS_SOURCE,
-            "type": kind.cloudevents_type,
+            "type": _CLOUDEVENTS_TYPES[kind],
             "subject": user_id,
             "time": occurred_at,
             "datacontenttype": "application/json",
-            "data": {k: v for k, v in fields.items() if v is not None},
+            "data": fields,
         },
         option=_JSON_OPTIONS,
     )
