@@ -83,27 +83,36 @@ def profile_of(state: StateView) -> Profile:
 
 
 def _profile_fields(state: StateView) -> dict[str, Any]:
-    """Profile's fields in its order; None where the model has None (the body drops them)."""
-    rfm = state.rfm
-    return {
+    """Profile's fields in its order, without the ones that are None (the body drops
+    them, as shared.codec.encode does, and the model defaults them to None)."""
+    fields: dict[str, Any] = {
         "stage": state.stage,
         "stage_since": state.stage_since,
         "first_seen_at": state.first_seen_at,
-        "signed_up_at": state.signed_up_at,
-        "last_active_at": state.last_active_at,
-        "orders": state.orders,
-        # the model's floats: a count stored as an int still reads 0.0, not 0
-        "revenue": float(state.revenue),
-        "average_order_value": float(state.average_order_value),
-        "last_order_at": state.last_order_at,
-        "purchase_level": state.purchase_level,
-        "rfm": None
-        if rfm is None
-        else {"recency": rfm[0], "frequency": rfm[1], "monetary": rfm[2], "segment": rfm[3]},
-        "risk_flags": state.risk_flags,
-        # serialised right here, so the draft may change its traits afterwards
-        "traits": state.traits,
     }
+    if state.signed_up_at is not None:
+        fields["signed_up_at"] = state.signed_up_at
+    if state.last_active_at is not None:
+        fields["last_active_at"] = state.last_active_at
+    fields["orders"] = state.orders
+    # the model's floats: a count stored as an int still reads 0.0, not 0
+    fields["revenue"] = float(state.revenue)
+    fields["average_order_value"] = float(state.average_order_value)
+    if state.last_order_at is not None:
+        fields["last_order_at"] = state.last_order_at
+    fields["purchase_level"] = state.purchase_level
+    rfm = state.rfm
+    if rfm is not None:
+        fields["rfm"] = {
+            "recency": rfm[0],
+            "frequency": rfm[1],
+            "monetary": rfm[2],
+            "segment": rfm[3],
+        }
+    fields["risk_flags"] = state.risk_flags
+    # serialised right here, so the draft may change its traits afterwards
+    fields["traits"] = state.traits
+    return fields
 
 
 def _transition(
@@ -122,7 +131,7 @@ def _transition(
     to_stage: Stage = data["to_stage"]
     fields: dict[str, Any] = {"user_id": user_id, "kind": kind}
     fields |= {name: value for name, value in data.items() if value is not None}
-    fields["profile"] = {k: v for k, v in _profile_fields(state).items() if v is not None}
+    fields["profile"] = _profile_fields(state)
     tid = transition_id(user_id, kind, occurred_at, discriminator)
     body = orjson.dumps(
         {

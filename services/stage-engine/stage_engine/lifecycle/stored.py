@@ -7,6 +7,7 @@ the WAL, read back and parse. The timer loop decodes and re-encodes one per time
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from stage_engine.lifecycle.rfm import RfmScore
@@ -17,7 +18,6 @@ from stage_engine.lifecycle.state import (
     UserState,
     from_iso,
     member,
-    opt_from_iso,
 )
 
 ROW_FORMAT = 2
@@ -32,7 +32,7 @@ def to_row(state: UserState) -> list[Any]:
         ROW_FORMAT,
         state.user_id,
         state.is_anonymous,
-        state.stage.value,
+        state.stage,  # orjson writes a StrEnum member as its value
         state.stage_since,
         state.next_due_at,
         state.last_event_at,
@@ -44,7 +44,7 @@ def to_row(state: UserState) -> list[Any]:
         state.first_order_at,
         state.last_order_at,
         state.last_order_value,
-        state.purchase_level.value,
+        state.purchase_level,
         None if rfm is None else list(rfm),
         state.risk_flags,
         state.last_negative_feedback_at,
@@ -64,6 +64,11 @@ def decode(data: Any) -> UserState:
     raise StateFormatError(f"stored state is a {type(data).__name__}: expected array or object")
 
 
+# The items that hold a datetime (ISO 8601 text, or null for an optional one).
+_MOMENT_ITEMS = (4, 5, 6, 7, 8, 9, 12, 13, 18, 22)
+_parse = datetime.fromisoformat
+
+
 def from_row(row: list[Any]) -> UserState:
     """The inverse of to_row; StateFormatError names what is unreadable."""
     if not row or row[0] != ROW_FORMAT:
@@ -71,32 +76,39 @@ def from_row(row: list[Any]) -> UserState:
     if len(row) != ROW_LENGTH:
         raise StateFormatError(f"state row has {len(row)} items: expected {ROW_LENGTH}")
     try:
+        # Parsed here rather than through from_iso(), which cost as much again per
+        # field (the timer loop decodes a row per fired timer). to_row() wrote UTC
+        # (+00:00), which fromisoformat() reads as the timezone.utc singleton.
+        m = [None if row[i] is None else _parse(row[i]) for i in _MOMENT_ITEMS]
+        for moment, index in zip(m, _MOMENT_ITEMS, strict=True):
+            if moment is not None and moment.tzinfo is not UTC:
+                from_iso(row[index])  # raises the error that names the value
         rfm = row[16]
         activity = row[20]
         return UserState(
             row[1],
             row[2],
             member(STAGES, "stage", row[3]),
-            from_iso(row[4]),
-            opt_from_iso(row[5]),
-            from_iso(row[6]),
-            from_iso(row[7]),
-            opt_from_iso(row[8]),
-            opt_from_iso(row[9]),
+            m[0],  # type: ignore[arg-type]  # required: to_row() never writes null
+            m[1],
+            m[2],  # type: ignore[arg-type]
+            m[3],  # type: ignore[arg-type]
+            m[4],
+            m[5],
             row[10],
             float(row[11]),
-            opt_from_iso(row[12]),
-            opt_from_iso(row[13]),
+            m[6],
+            m[7],
             float(row[14]),
             member(LEVELS, "purchase_level", row[15]),
             None if rfm is None else RfmScore(*rfm),
             tuple(row[17]),
-            opt_from_iso(row[18]),
+            m[8],
             row[19],
             activity[0],
             tuple(activity[1:]),
             dict(row[21]),
-            opt_from_iso(row[22]),
+            m[9],
         )
     except (IndexError, TypeError, ValueError) as exc:
         raise StateFormatError(f"state of {row[1]!r} is unreadable: {exc}") from None

@@ -66,18 +66,23 @@ def flag_expiry_due(state: Draft, config: LifecycleConfig) -> datetime | None:
     return state.last_negative_feedback_at + config.negative_feedback_window_days * DAY
 
 
-def earliest(state: Draft, config: LifecycleConfig) -> tuple[datetime, TimerKind] | None:
-    """The next timer and its kind, ties broken by TimerKind order."""
-    best: tuple[datetime, TimerKind] | None = None
+# (due moment, kind, the milestone's days: 0 unless kind is MILESTONE). A plain tuple:
+# the timer loop computes two per fired timer.
+NextTimer = tuple[datetime, TimerKind, int]
+
+
+def earliest(state: Draft, config: LifecycleConfig) -> NextTimer | None:
+    """The next timer, ties broken by TimerKind order."""
+    best: NextTimer | None = None
     due = stage_due(state, config)
     if due is not None:
-        best = (due, TimerKind.STAGE)
+        best = (due, TimerKind.STAGE, 0)
     milestone = milestone_due(state, config)
     if milestone is not None and (best is None or milestone[0] < best[0]):
-        best = (milestone[0], TimerKind.MILESTONE)
+        best = (milestone[0], TimerKind.MILESTONE, milestone[1])
     expiry = flag_expiry_due(state, config)
     if expiry is not None and (best is None or expiry < best[0]):
-        best = (expiry, TimerKind.FLAG_EXPIRY)
+        best = (expiry, TimerKind.FLAG_EXPIRY, 0)
     return best
 
 
@@ -103,11 +108,11 @@ def fire_due(
         if found is None:
             state.next_due_at = None
             return
-        due, kind = found
+        due = found[0]
         if due > limit or (due == limit and not inclusive):
             state.next_due_at = due
             return
-        _fire(state, kind, due, config, out)
+        _fire(state, found, config, out)
 
 
 def refresh_rfm(state: Draft, at: datetime, config: LifecycleConfig) -> None:
@@ -132,18 +137,15 @@ _REASON_INTO = {
 }
 
 
-def _fire(
-    state: Draft, kind: TimerKind, due: datetime, config: LifecycleConfig, out: list[Emitted]
-) -> None:
+def _fire(state: Draft, timer: NextTimer, config: LifecycleConfig, out: list[Emitted]) -> None:
+    due, kind, milestone_days = timer
     if kind is TimerKind.FLAG_EXPIRY:
         state.risk_flags = tuple(f for f in state.risk_flags if f != RiskFlag.NEGATIVE_FEEDBACK)
         return
     refresh_rfm(state, due, config)
     if kind is TimerKind.MILESTONE:
-        found = milestone_due(state, config)
-        days = found[1] if found is not None else 0
-        state.milestone_reached_days = days
-        out.append(emit.milestone_reached(state, days, due))
+        state.milestone_reached_days = milestone_days
+        out.append(emit.milestone_reached(state, milestone_days, due))
         return
     before = state.stage
     if before is Stage.NEW:
