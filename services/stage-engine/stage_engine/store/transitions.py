@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from sqlalchemy import bindparam, delete, func, select, update
@@ -16,14 +15,14 @@ from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import outbox, transitions
 
 
-@dataclass(frozen=True, slots=True)
-class NewTransition:
+class NewTransition(NamedTuple):
+    """A NamedTuple: made once per fired timer, at a third of a dataclass's cost."""
+
     transition: Emitted
     partition: int  # the owning user row's partition: its owner relays it
 
 
-@dataclass(frozen=True, slots=True)
-class PendingTransition:
+class PendingTransition(NamedTuple):
     seq: int
     transition_id: str
     subject: str

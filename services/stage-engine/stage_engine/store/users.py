@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 from sqlalchemy import delete, select
@@ -16,9 +16,9 @@ from stage_engine.store.database import Database, among, chunks
 from stage_engine.store.tables import users
 
 
-@dataclass(slots=True)
-class StoredUser:
-    """A user's state and the events partition that owns its row (and its timers)."""
+class StoredUser(NamedTuple):
+    """A user's state and the events partition that owns its row (and its timers).
+    A NamedTuple: made twice per fired timer, at a third of a dataclass's cost."""
 
     state: UserState
     partition: int
@@ -162,17 +162,18 @@ async def update_fired_users(
     if not rows or db.is_sqlite:
         await upsert_users(conn, db, rows, now=now)
         return
-    states = sorted((row.state for row in rows), key=lambda state: state.user_id)
-    await conn.exec_driver_sql(
-        _PG_UPDATE_FIRED,
-        (
-            [state.user_id for state in states],
-            [state.stage.value for state in states],
-            [state.next_due_at for state in states],
-            [encode_state(state) for state in states],
-            now,
-        ),
-    )
+    # Unsorted: the round holds every row's lock already, so no lock order to keep.
+    user_ids: list[str] = []
+    stages: list[str] = []
+    due_ats: list[datetime | None] = []
+    texts: list[str] = []
+    for row in rows:
+        state = row.state
+        user_ids.append(state.user_id)
+        stages.append(state.stage)  # a StrEnum member is its value
+        due_ats.append(state.next_due_at)
+        texts.append(encode_state(state))
+    await conn.exec_driver_sql(_PG_UPDATE_FIRED, (user_ids, stages, due_ats, texts, now))
 
 
 async def delete_users(conn: AsyncConnection, user_ids: Collection[str]) -> None:
