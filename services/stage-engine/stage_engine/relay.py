@@ -17,9 +17,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from shared.kafka.partitioning import partition_for
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
 from stage_engine.recovery import OutboxRecovery
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 # Structured-mode CloudEvents over Kafka (CloudEvents Kafka protocol binding).
 HEADERS = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
 MAX_BACKOFF_S = 5.0
-# The producer's own default: a record goes where send(key=...) would put it.
-_PARTITIONER = DefaultPartitioner()
 
 
 class Relay:
@@ -147,7 +145,7 @@ class Relay:
         acks: list[asyncio.Future[Any]] = []
         for row in rows:
             key = row.subject.encode()
-            partition = _PARTITIONER(key, partitions, partitions)
+            partition = partition_for(key, partitions)
             batch = open_batches.get(partition)
             if batch is None:
                 batch = open_batches[partition] = self._producer.create_batch()
