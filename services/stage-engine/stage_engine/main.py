@@ -176,6 +176,7 @@ async def start_engine(
             dedup_window=timedelta(days=settings.stage_dedup_window_days),
             interval_s=settings.stage_stats_interval_seconds,
         ),
+        pressure=pressure,
         rfm=rfm,
         on_failure=on_failure,
     )

@@ -70,7 +70,7 @@ class PollLoop:
 
     async def run(self) -> None:
         while True:
-            await self._backpressure()
+            self._backpressure()
             polled = await self._consumer.getmany(
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_records
             )
@@ -162,9 +162,9 @@ class PollLoop:
                 self._metrics.consumer_lag.labels(str(partition)).set(lag)
                 self._ownership.note_lag(partition, lag)
 
-    async def _backpressure(self) -> None:
+    def _backpressure(self) -> None:
         assigned = list(self._consumer.assignment())
-        if await self._pressure.refresh():
+        if self._pressure.over:
             self._consumer.pause(*assigned)  # again: partitions assigned since are paused too
             self._paused = True
         elif self._paused:

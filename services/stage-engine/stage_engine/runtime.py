@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.shutdown import stop_within
+from stage_engine.backpressure import OutboxPressure
 from stage_engine.housekeeping import Housekeeping
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
@@ -42,6 +43,7 @@ class Engine:
     timers: TimerLoop
     relay: Relay
     housekeeping: Housekeeping
+    pressure: OutboxPressure
     rfm: RfmRefresh | None
     on_failure: Callable[[BaseException], None] | None = None
     failure: BaseException | None = None
@@ -53,6 +55,7 @@ class Engine:
 
     def start_loops(self) -> None:
         loops: dict[str, Callable[[], Awaitable[None]]] = {
+            "pressure": self.pressure.run,
             "poll": self.poll_loop.run,
             "timers": self.timers.run,
             "relay": self.relay.run,

@@ -110,7 +110,7 @@ class TimerLoop:
 
     async def run(self) -> None:
         while True:
-            if not await self._pressure.refresh():
+            if not self._pressure.over:
                 await self.fire_all()
             # the interval is the wall clock's tick
             with contextlib.suppress(TimeoutError):
@@ -121,7 +121,7 @@ class TimerLoop:
         """Fire every due row of every owned partition; how many rows fired."""
         total = 0
         due = deque(sorted(await self._partitions_due()))
-        while due and not await self._pressure.refresh():
+        while due and not self._pressure.over:
             total += await self._fire_for_a_while(due)
         return total
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from stage_engine.store.tables import outbox
 from stage_engine.store.transitions import drop_sent
 
 from shared.db import make_engine
+from tests.waiting import eventually
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -43,3 +47,42 @@ async def test_over_the_limit_until_drained_below_half(tmp_path: Path) -> None:
     assert await pressure.refresh() is False
     assert metrics.registry.get_sample_value("stage_engine_consumption_paused") == 0
     await db.dispose()
+
+
+async def test_the_loop_counts_apart_and_the_braked_loops_read_its_verdict(
+    tmp_path: Path,
+) -> None:
+    """`over` follows the outbox while run() goes on, with nobody awaiting a count."""
+    db = Database(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"))
+    await migrate(db.engine)
+    ownership = Ownership()
+    ownership.take({0: StoredOffset(0, None)})
+    pressure = OutboxPressure(
+        db=db, ownership=ownership, metrics=EngineMetrics(), max_backlog=2, check_interval_s=0.01
+    )
+    counting = asyncio.create_task(pressure.run())
+    try:
+        assert pressure.over is False
+        rows = [{"transition_id": f"t{n}", "partition": 0, "created_at": T0} for n in range(3)]
+        async with db.write() as conn:
+            await conn.execute(outbox.insert(), rows)
+        await eventually(_verdict(pressure), until=bool, timeout_s=5, what="over the limit")
+        async with db.write() as conn:
+            await drop_sent(conn, [1, 2, 3])
+        await eventually(_verdict(pressure), until=_not, timeout_s=5, what="under half")
+    finally:
+        counting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await counting
+        await db.dispose()
+
+
+def _verdict(pressure: OutboxPressure) -> Callable[[], Awaitable[bool]]:
+    async def read() -> bool:
+        return pressure.over
+
+    return read
+
+
+def _not(value: bool) -> bool:
+    return not value
