@@ -29,7 +29,7 @@ from stage_engine.store.offsets import (
     load_offsets,
     move_offsets,
 )
-from stage_engine.store.tables import metadata, outbox, users
+from stage_engine.store.tables import metadata, outbox, transitions, users
 from stage_engine.store.transitions import NewTransition
 from stage_engine.store.users import StoredUser
 
@@ -196,27 +196,75 @@ def test_migrate_command_prepares_an_embedded_database(tmp_path: Path) -> None:
     assert version == [(ScriptDirectory.from_config(alembic_config()).get_current_head(),)]
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
-async def test_outbox_rows_survive_the_upgrade_that_drops_the_id_index(
-    backend: str, database_url: str, tmp_path: Path
-) -> None:
-    async with AsyncExitStack() as stack:
-        if backend == "postgresql":
-            url = await stack.enter_async_context(extra_database(database_url))
-        else:
-            url = f"sqlite+aiosqlite:///{tmp_path / 'upgrade.db'}"
-        db = Database(make_engine(url))
-        stack.push_async_callback(db.dispose)
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def blank_url(
+    request: pytest.FixtureRequest, database_url: str, tmp_path: Path
+) -> AsyncIterator[str]:
+    """An empty database of each kind, for migrating step by step."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'upgrade.db'}"
+        return
+    async with extra_database(database_url) as url:
+        yield url
+
+
+async def test_outbox_rows_survive_the_upgrade_that_drops_the_id_index(blank_url: str) -> None:
+    db = Database(make_engine(blank_url))
+    try:
         await migrate(db.engine, "0001")
         row = {"transition_id": "t-1", "partition": 3, "created_at": T0}
         async with db.write() as conn:
             await conn.execute(outbox.insert(), row)
-        await migrate(db.engine)
+        await migrate(db.engine, "0002")
         async with db.write() as conn:
             await conn.execute(outbox.insert(), row)  # the id is no longer unique
             rows = (await conn.execute(select(outbox.c.transition_id, outbox.c.partition))).all()
-            assert await conn.run_sync(_differences) == []
+    finally:
+        await db.dispose()
     assert rows == [("t-1", 3), ("t-1", 3)]
+
+
+async def test_queued_rows_get_their_key_and_body_from_the_history_on_upgrade(
+    blank_url: str,
+) -> None:
+    db = Database(make_engine(blank_url))
+    try:
+        await migrate(db.engine, "0002")
+        history = {
+            "id": "t-1",
+            "user_id": "u-merged-into",
+            "subject": "u-1",
+            "kind": "stage_changed",
+            "occurred_at": T0,
+            "body": b'{"id":"t-1"}',
+        }
+        async with db.write() as conn:
+            await conn.execute(transitions.insert(), history)
+            await conn.execute(
+                outbox.insert(),
+                [
+                    {"transition_id": "t-1", "partition": 3, "created_at": T0},
+                    # not in the history: the relay's join never found it either
+                    {"transition_id": "t-lost", "partition": 3, "created_at": T0},
+                ],
+            )
+        await migrate(db.engine)
+        async with db.write() as conn:
+            rows = (
+                await conn.execute(
+                    select(
+                        outbox.c.transition_id, outbox.c.partition, outbox.c.subject, outbox.c.body
+                    )
+                )
+            ).all()
+            assert await conn.run_sync(_differences) == []
+            taken = await transition_store.pending_transitions(conn, [3], limit=10)
+    finally:
+        await db.dispose()
+    assert rows == [("t-1", 3, "u-1", b'{"id":"t-1"}')]
+    assert [(row.transition_id, row.subject, row.body) for row in taken] == [
+        ("t-1", "u-1", b'{"id":"t-1"}')
+    ]
 
 
 class _KafkaRefusedError(Exception):

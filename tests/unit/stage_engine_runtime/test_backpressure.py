@@ -32,7 +32,7 @@ async def test_over_the_limit_until_drained_below_half(tmp_path: Path) -> None:
     pressure = OutboxPressure(
         db=db, ownership=ownership, metrics=metrics, max_backlog=4, check_interval_s=0
     )
-    rows = [{"transition_id": f"t{n}", "partition": n % 2, "created_at": T0} for n in range(12)]
+    rows = [_row(f"t{n}", n % 2) for n in range(12)]
     async with db.write() as conn:
         await conn.execute(outbox.insert(), rows)
     # 6 rows of partition 0 (owned): over 4.
@@ -63,7 +63,7 @@ async def test_the_loop_counts_apart_and_the_braked_loops_read_its_verdict(
     counting = asyncio.create_task(pressure.run())
     try:
         assert pressure.over is False
-        rows = [{"transition_id": f"t{n}", "partition": 0, "created_at": T0} for n in range(3)]
+        rows = [_row(f"t{n}", 0) for n in range(3)]
         async with db.write() as conn:
             await conn.execute(outbox.insert(), rows)
         await eventually(_verdict(pressure), until=bool, timeout_s=5, what="over the limit")
@@ -86,3 +86,13 @@ def _verdict(pressure: OutboxPressure) -> Callable[[], Awaitable[bool]]:
 
 def _not(value: bool) -> bool:
     return not value
+
+
+def _row(transition_id: str, partition: int) -> dict[str, object]:
+    return {
+        "transition_id": transition_id,
+        "partition": partition,
+        "created_at": T0,
+        "subject": "u",
+        "body": b"{}",
+    }

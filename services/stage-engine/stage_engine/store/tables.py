@@ -97,7 +97,9 @@ transitions = Table(
 )
 
 # Transitions not yet acknowledged by Kafka, in commit order per user (`seq`);
-# `partition` is the owning user row's partition: its owner relays them. No index on
+# `partition` is the owning user row's partition: its owner relays it. Each row carries
+# what the relay publishes (`subject`, the Kafka key, and `body`), so a relay round
+# reads the outbox alone, not the history (migration 0003). No index on
 # `transition_id`: each transition would be added to and deleted from it for the sake
 # of the rare recovery, which scans instead (migration 0002).
 outbox = Table(
@@ -107,6 +109,8 @@ outbox = Table(
     Column("transition_id", String(64), nullable=False),
     Column("partition", Integer, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    Column("subject", _KEY, nullable=False),
+    Column("body", LargeBinary, nullable=False),
     Index("stage_engine_outbox_partition", "partition", "seq"),
 )
 

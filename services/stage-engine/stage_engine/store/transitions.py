@@ -66,7 +66,13 @@ async def record_transitions(
     for chunk in chunks((row for row in rows if row["id"] in new_ids), 1000):
         await conn.execute(statement, chunk)
     queued: list[dict[str, object]] = [
-        {"transition_id": tid, "partition": item.partition, "created_at": now}
+        {
+            "transition_id": tid,
+            "partition": item.partition,
+            "created_at": now,
+            "subject": item.transition.subject,
+            "body": item.transition.body,
+        }
         for tid, item in unique.items()
         if tid in new_ids
     ]
@@ -92,9 +98,10 @@ WITH added AS (
     ON CONFLICT DO NOTHING
     RETURNING id
 ), queued AS (
-    INSERT INTO stage_engine_outbox (transition_id, partition, created_at)
-    SELECT r.id, r.partition, $8
-    FROM unnest($1::text[], $7::int[]) WITH ORDINALITY AS r(id, partition, n)
+    INSERT INTO stage_engine_outbox (transition_id, partition, created_at, subject, body)
+    SELECT r.id, r.partition, $8, r.subject, r.body
+    FROM unnest($1::text[], $7::int[], $3::text[], $6::bytea[])
+        WITH ORDINALITY AS r(id, partition, subject, body, n)
     WHERE r.id IN (SELECT id FROM added)
     ORDER BY r.n
     RETURNING 1
@@ -104,7 +111,7 @@ SELECT count(*) FROM queued
 
 
 _HISTORY_COLUMNS = ["id", "user_id", "subject", "kind", "occurred_at", "body"]
-_OUTBOX_COLUMNS = ["transition_id", "partition", "created_at"]
+_OUTBOX_COLUMNS = ["transition_id", "partition", "created_at", "subject", "body"]
 
 
 async def _record_on_postgresql(
@@ -135,7 +142,10 @@ async def _record_on_postgresql(
             await driver.copy_records_to_table(
                 "stage_engine_outbox",
                 columns=_OUTBOX_COLUMNS,
-                records=[(item.transition.id, item.partition, now) for item in items],
+                records=[
+                    (t.id, item.partition, now, t.subject, t.body)
+                    for item, t in zip(items, records, strict=True)
+                ],
             )
         return len(items)
     except asyncpg.UniqueViolationError:
@@ -201,13 +211,7 @@ async def pending_transitions(
     if not partitions:
         return []
     query = (
-        select(
-            outbox.c.seq,
-            outbox.c.transition_id,
-            transitions.c.subject,
-            transitions.c.body,
-        )
-        .join(transitions, transitions.c.id == outbox.c.transition_id)
+        select(outbox.c.seq, outbox.c.transition_id, outbox.c.subject, outbox.c.body)
         .where(outbox.c.partition.in_(sorted(partitions)))
         .order_by(outbox.c.seq)
         .limit(limit)
@@ -216,7 +220,7 @@ async def pending_transitions(
 
 
 # PostgreSQL: the relay's round in one statement: the oldest rows of the partitions are
-# deleted and returned with their bodies, in publication order. Run in the transaction
+# deleted and returned with their keys and bodies, in publication order. Run in the transaction
 # that commits only once Kafka acknowledged them (relay.py). `= ANY(ARRAY(...))` makes
 # the delete probe the primary key per row; as `IN (...)` it was planned as a hash
 # semi-join over a scan of the whole outbox, a cost that grew with the backlog.
@@ -229,11 +233,9 @@ WITH taken AS (
         ORDER BY seq
         LIMIT $2
     ))
-    RETURNING seq, transition_id
+    RETURNING seq, transition_id, subject, body
 )
-SELECT taken.seq, taken.transition_id, t.subject, t.body
-FROM taken JOIN stage_engine_transitions AS t ON t.id = taken.transition_id
-ORDER BY taken.seq
+SELECT seq, transition_id, subject, body FROM taken ORDER BY seq
 """
 
 
