@@ -46,6 +46,7 @@ MAX_ATTEMPTS = 5
 class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
+    queued: int = 0  # rows added to the outbox
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -104,7 +105,7 @@ class BatchApplier:
         await users.delete_users(conn, profiles.deleted)
         await alias_store.add_aliases(conn, self._db, profiles.new_aliases, now=now)
         await alias_store.repoint_aliases(conn, profiles.merged_into)
-        await transitions.record_transitions(
+        outcome.queued = await transitions.record_transitions(
             conn,
             self._db,
             [

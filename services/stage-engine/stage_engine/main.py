@@ -89,6 +89,9 @@ async def start_engine(
             heartbeat_interval_ms=max(100, settings.stage_session_timeout_ms // 3),
         ),
     )
+    pressure = OutboxPressure(
+        db=db, ownership=ownership, metrics=metrics, max_backlog=settings.stage_outbox_max_backlog
+    )
     relay = Relay(
         db=db,
         producer=producer,
@@ -100,13 +103,11 @@ async def start_engine(
             topic=settings.topic_transitions,
             margin=timedelta(seconds=settings.stage_relay_recovery_margin_seconds),
         ),
+        pressure=pressure,
         metrics=metrics,
         topic=settings.topic_transitions,
         batch_size=settings.stage_relay_batch_size,
         interval_s=settings.stage_relay_interval_ms / 1000,
-    )
-    pressure = OutboxPressure(
-        db=db, ownership=ownership, metrics=metrics, max_backlog=settings.stage_outbox_max_backlog
     )
     timers = TimerLoop(
         db=db,

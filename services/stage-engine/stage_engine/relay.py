@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from shared.kafka.partitioning import partition_for
+from stage_engine.backpressure import OutboxPressure
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
 from stage_engine.recovery import OutboxRecovery
@@ -42,6 +43,7 @@ class Relay:
         producer: AIOKafkaProducer,
         ownership: Ownership,
         recovery: OutboxRecovery,
+        pressure: OutboxPressure,
         metrics: EngineMetrics,
         topic: str,
         batch_size: int,
@@ -51,6 +53,7 @@ class Relay:
         self._producer = producer
         self._ownership = ownership
         self._recovery = recovery
+        self._pressure = pressure
         self._metrics = metrics
         self._topic = topic
         self._batch_size = batch_size
@@ -92,6 +95,7 @@ class Relay:
             if self._recovered_generation != generation:
                 recovered = await self._recovery.run(partitions)
                 self._metrics.recovered.inc(recovered)
+                self._pressure.relayed(recovered)
                 self._recovered_generation = generation
             if self._db.is_sqlite:
                 rows = await self._relay_apart(partitions)
@@ -99,6 +103,7 @@ class Relay:
                 rows = await self._relay_together(partitions)
         if rows:
             self._metrics.published.inc(len(rows))
+            self._pressure.relayed(len(rows))
         return len(rows)
 
     async def _relay_together(self, partitions: Collection[int]) -> list[PendingTransition]:

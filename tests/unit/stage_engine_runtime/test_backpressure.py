@@ -30,7 +30,7 @@ async def test_over_the_limit_until_drained_below_half(tmp_path: Path) -> None:
     ownership.take({0: StoredOffset(0, None)})
     metrics = EngineMetrics()
     pressure = OutboxPressure(
-        db=db, ownership=ownership, metrics=metrics, max_backlog=4, check_interval_s=0
+        db=db, ownership=ownership, metrics=metrics, max_backlog=4, check_interval_s=0, recount_s=0
     )
     rows = [_row(f"t{n}", n % 2) for n in range(12)]
     async with db.write() as conn:
@@ -58,7 +58,12 @@ async def test_the_loop_counts_apart_and_the_braked_loops_read_its_verdict(
     ownership = Ownership()
     ownership.take({0: StoredOffset(0, None)})
     pressure = OutboxPressure(
-        db=db, ownership=ownership, metrics=EngineMetrics(), max_backlog=2, check_interval_s=0.01
+        db=db,
+        ownership=ownership,
+        metrics=EngineMetrics(),
+        max_backlog=2,
+        check_interval_s=0.01,
+        recount_s=0,
     )
     counting = asyncio.create_task(pressure.run())
     try:
@@ -75,6 +80,28 @@ async def test_the_loop_counts_apart_and_the_braked_loops_read_its_verdict(
         with contextlib.suppress(asyncio.CancelledError):
             await counting
         await db.dispose()
+
+
+async def test_between_counts_the_reported_rows_move_the_backlog(tmp_path: Path) -> None:
+    db = Database(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"))
+    await migrate(db.engine)
+    ownership = Ownership()
+    ownership.take({0: StoredOffset(0, None)})
+    metrics = EngineMetrics()
+    pressure = OutboxPressure(db=db, ownership=ownership, metrics=metrics, max_backlog=4)
+    async with db.write() as conn:
+        await conn.execute(outbox.insert(), [_row(f"t{n}", 0) for n in range(3)])
+    assert await pressure.refresh() is False  # the first judgement counts: 3
+    pressure.queued(2)
+    assert await pressure.refresh() is True  # 5, tracked: the outbox still holds 3
+    assert metrics.registry.get_sample_value("stage_engine_outbox_backlog") == 5
+    pressure.relayed(3)
+    assert await pressure.refresh() is False  # 2: under half of the limit
+    # New owned partitions: counted again, whatever was tracked.
+    ownership.take({0: StoredOffset(0, None), 1: StoredOffset(0, None)})
+    assert await pressure.refresh() is False
+    assert metrics.registry.get_sample_value("stage_engine_outbox_backlog") == 3
+    await db.dispose()
 
 
 def _verdict(pressure: OutboxPressure) -> Callable[[], Awaitable[bool]]:
