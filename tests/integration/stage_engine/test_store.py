@@ -15,6 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from stage_engine.lifecycle import LifecycleConfig, advance
 from stage_engine.store import dedup, queries
@@ -123,6 +124,30 @@ async def test_due_rows_are_picked_per_partition_in_due_order(db: Database) -> N
         due = await user_store.lock_due_users(conn, db, partition=0, now=horizon, limit=10)
     assert [row.state.user_id for row in due] == ["u0", "u2"]
     assert all(row.state.stage is Stage.NEW for row in due)
+
+
+async def test_due_rows_stay_locked_until_the_round_commits(database_url: str) -> None:
+    """The round's first statement locks its rows in the round's transaction: another
+    writer cannot take them until the round commits (the lock is not let go at once)."""
+    async with extra_database(database_url) as url:
+        db = Database(make_engine(url))
+        try:
+            await migrate(db.engine)
+            state = advance(None, event("m", at=T0, user_id="u"), CONFIG).state
+            async with db.write() as conn:
+                await user_store.upsert_users(conn, db, [StoredUser(state, 0)], now=T0)
+            async with db.write() as round_conn:
+                due = await user_store.lock_due_users(
+                    round_conn, db, partition=0, now=T0 + timedelta(days=30), limit=10
+                )
+                assert [row.state.user_id for row in due] == ["u"]
+                async with db.write() as other:
+                    with pytest.raises(DBAPIError, match="could not obtain lock"):
+                        await other.exec_driver_sql(
+                            "SELECT 1 FROM stage_engine_users WHERE user_id = 'u' FOR UPDATE NOWAIT"
+                        )
+        finally:
+            await db.dispose()
 
 
 async def test_partitions_with_due_rows_probe_the_due_index(db: Database) -> None:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import asyncpg
 from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stage_engine.lifecycle.emit import Emitted
-from stage_engine.store.database import Database, among, chunks
+from stage_engine.store.database import Database, among, chunks, driver_connection
 from stage_engine.store.tables import outbox, transitions
 
 
@@ -128,7 +128,7 @@ async def _record_on_postgresql(
     the COPY's row order, which is emission order.
     """
     records = [item.transition for item in items]
-    driver = await _asyncpg_connection(conn)
+    driver = await driver_connection(conn)
     try:
         async with conn.begin_nested():
             await driver.copy_records_to_table(
@@ -151,13 +151,6 @@ async def _record_on_postgresql(
     except asyncpg.UniqueViolationError:
         pass  # rolled back to the savepoint: nothing of the COPYs remains
     return await _record_skipping_known(conn, items, now)
-
-
-async def _asyncpg_connection(conn: AsyncConnection) -> asyncpg.Connection:
-    """The driver's connection under `conn`, in `conn`'s transaction (for COPY)."""
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    return driver
 
 
 async def _record_skipping_known(
@@ -246,9 +239,11 @@ async def take_pending(
     publication order. Killed before the transaction commits: the rows are still there."""
     if not partitions:
         return []
-    result = await conn.exec_driver_sql(_PG_TAKE, (sorted(partitions), limit))
-    rows: list[Any] = list(result.all())  # a raw statement's rows are typed as 1-tuples
-    return [PendingTransition(*row) for row in rows]
+    # asyncpg directly: no error of this statement is one to retry (see driver_connection)
+    driver = await driver_connection(conn)
+    return [
+        PendingTransition(*row) for row in await driver.fetch(_PG_TAKE, sorted(partitions), limit)
+    ]
 
 
 async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) -> datetime | None:

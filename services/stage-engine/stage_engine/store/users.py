@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from stage_engine.lifecycle import UserState
 from stage_engine.lifecycle import stored as stored_form
-from stage_engine.store.database import Database, among, chunks
+from stage_engine.store.database import Database, among, chunks, driver_connection
 from stage_engine.store.tables import users
 
 
@@ -53,6 +53,15 @@ async def lock_users(conn: AsyncConnection, user_ids: Collection[str]) -> dict[s
     return found
 
 
+_PG_LOCK_DUE = """
+SELECT partition, state FROM stage_engine_users
+WHERE partition = $1 AND next_due_at <= $2
+ORDER BY next_due_at
+LIMIT $3
+FOR UPDATE SKIP LOCKED
+"""
+
+
 async def lock_due_users(
     conn: AsyncConnection, db: Database, *, partition: int, now: datetime, limit: int
 ) -> list[StoredUser]:
@@ -62,14 +71,18 @@ async def lock_due_users(
     another engine's timer) is left to it; once that commits, the row is either no
     longer due or is picked up by the next round.
     """
+    if not db.is_sqlite:
+        # asyncpg directly: SKIP LOCKED never waits, so no deadlock to retry (and read
+        # committed has no serialization failure); see driver_connection.
+        driver = await driver_connection(conn)
+        records = await driver.fetch(_PG_LOCK_DUE, partition, now, limit)
+        return [StoredUser(decode_state(state), row_partition) for row_partition, state in records]
     query = (
         select(users.c.partition, users.c.state)
         .where(users.c.partition == partition, users.c.next_due_at <= now)
         .order_by(users.c.next_due_at)
         .limit(limit)
     )
-    if not db.is_sqlite:
-        query = query.with_for_update(skip_locked=True)
     rows = (await conn.execute(query)).all()
     return [StoredUser(decode_state(state), row_partition) for row_partition, state in rows]
 
