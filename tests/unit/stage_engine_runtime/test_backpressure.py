@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from stage_engine.backpressure import OutboxPressure
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
@@ -23,11 +24,23 @@ from tests.waiting import eventually
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
-async def test_over_the_limit_until_drained_below_half(tmp_path: Path) -> None:
-    db = Database(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"))
-    await migrate(db.engine)
-    ownership = Ownership()
-    ownership.take({0: StoredOffset(0, None)})
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"))
+    await migrate(database.engine)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def ownership() -> Ownership:
+    """Partition 0 owned."""
+    owned = Ownership()
+    owned.take({0: StoredOffset(0, None)})
+    return owned
+
+
+async def test_over_the_limit_until_drained_below_half(db: Database, ownership: Ownership) -> None:
     metrics = EngineMetrics()
     pressure = OutboxPressure(
         db=db, ownership=ownership, metrics=metrics, max_backlog=4, check_interval_s=0, recount_s=0
@@ -46,17 +59,12 @@ async def test_over_the_limit_until_drained_below_half(tmp_path: Path) -> None:
         await drop_sent(conn, [7])  # 2 left
     assert await pressure.refresh() is False
     assert metrics.registry.get_sample_value("stage_engine_consumption_paused") == 0
-    await db.dispose()
 
 
 async def test_the_loop_counts_apart_and_the_braked_loops_read_its_verdict(
-    tmp_path: Path,
+    db: Database, ownership: Ownership
 ) -> None:
     """`over` follows the outbox while run() goes on, with nobody awaiting a count."""
-    db = Database(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"))
-    await migrate(db.engine)
-    ownership = Ownership()
-    ownership.take({0: StoredOffset(0, None)})
     pressure = OutboxPressure(
         db=db,
         ownership=ownership,
@@ -79,14 +87,11 @@ async def test_the_loop_counts_apart_and_the_braked_loops_read_its_verdict(
         counting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await counting
-        await db.dispose()
 
 
-async def test_between_counts_the_reported_rows_move_the_backlog(tmp_path: Path) -> None:
-    db = Database(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"))
-    await migrate(db.engine)
-    ownership = Ownership()
-    ownership.take({0: StoredOffset(0, None)})
+async def test_between_counts_the_reported_rows_move_the_backlog(
+    db: Database, ownership: Ownership
+) -> None:
     metrics = EngineMetrics()
     pressure = OutboxPressure(db=db, ownership=ownership, metrics=metrics, max_backlog=4)
     async with db.write() as conn:
@@ -101,7 +106,6 @@ async def test_between_counts_the_reported_rows_move_the_backlog(tmp_path: Path)
     ownership.take({0: StoredOffset(0, None), 1: StoredOffset(0, None)})
     assert await pressure.refresh() is False
     assert metrics.registry.get_sample_value("stage_engine_outbox_backlog") == 3
-    await db.dispose()
 
 
 def _verdict(pressure: OutboxPressure) -> Callable[[], Awaitable[bool]]:
