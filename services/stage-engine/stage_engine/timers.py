@@ -193,9 +193,10 @@ class TimerLoop:
             fired: list[StoredUser] = []
             emitted: list[NewTransition] = []
             for stored in due:
-                step = expire(stored.state, now, config)
-                fired.append(StoredUser(step.state, stored.partition))
-                emitted.extend(NewTransition(t, stored.partition) for t in step.transitions)
+                partition = stored.partition
+                state, transitions = expire(stored.state, now, config)
+                fired.append(StoredUser(state, partition))
+                emitted.extend([NewTransition(t, partition) for t in transitions])
             wall = self._clock.now()
             # On PostgreSQL each write below is one statement for the whole round.
             await user_store.update_fired_users(conn, self._db, fired, now=wall)

@@ -134,10 +134,8 @@ async def _record_on_postgresql(
             await driver.copy_records_to_table(
                 "stage_engine_transitions",
                 columns=_HISTORY_COLUMNS,
-                # a new transition joins its subject's history
-                records=[
-                    (t.id, t.subject, t.subject, t.kind.value, t.time, t.body) for t in records
-                ],
+                # a new transition joins its subject's history; a StrEnum kind is its value
+                records=[(t.id, t.subject, t.subject, t.kind, t.time, t.body) for t in records],
             )
             await driver.copy_records_to_table(
                 "stage_engine_outbox",
