@@ -88,12 +88,37 @@ CONF
 # the next one sooner. Checkpoints bound the time to recover after a crash; they do
 # not change what a commit guarantees. Applied on every start (ALTER SYSTEM persists,
 # a reload applies), so a cluster made by an older script gets them too.
+#
+# Shared buffers: timer rounds and the relay touch pages all over the users, history
+# and outbox tables. With 256 MB, bench-stage's 1,000,000-timer run (about 2 GB of
+# tables) read evicted pages back from the OS cache and had its backends write dirty
+# ones out: 14,700-16,400 timers/s. With 4 GB: 20,050 and 20,551/s. A quarter of the
+# machine's memory, from 256 MB to 4 GB, the usual start for a dedicated server. It
+# takes a restart, done here once, when the value changes.
 tune_for_writes() {
+  local buffers_mb; buffers_mb=$(shared_buffers_mb)
   "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qtA \
     -c "ALTER SYSTEM SET max_wal_size = '4GB'" \
     -c "ALTER SYSTEM SET checkpoint_timeout = '15min'" \
     -c "ALTER SYSTEM SET wal_compression = 'lz4'" \
+    -c "ALTER SYSTEM SET shared_buffers = '${buffers_mb}MB'" \
     -c "SELECT pg_reload_conf()" >/dev/null
+  local running_mb
+  running_mb=$("$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -qtA -c \
+    "SELECT setting::bigint * 8 / 1024 FROM pg_settings WHERE name = 'shared_buffers'")
+  if [[ "$running_mb" != "$buffers_mb" ]]; then
+    echo "postgres: restarting for shared_buffers = ${buffers_mb}MB (was ${running_mb}MB)" >&2
+    as_owner "$bindir/pg_ctl" -D "$data" -l "$logfile" -w -t 60 restart -m fast >/dev/null
+  fi
+}
+
+shared_buffers_mb() {
+  local total_kb mb
+  total_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+  mb=$(( total_kb / 1024 / 4 ))
+  (( mb < 256 )) && mb=256
+  (( mb > 4096 )) && mb=4096
+  echo "$mb"
 }
 
 stop() {
