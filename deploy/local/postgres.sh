@@ -92,7 +92,7 @@ CONF
 # Shared buffers: timer rounds and the relay touch pages all over the users, history
 # and outbox tables. With 256 MB, bench-stage's 1,000,000-timer run (about 2 GB of
 # tables) read evicted pages back from the OS cache and had its backends write dirty
-# ones out: 14,700-16,400 timers/s. With 4 GB: 20,050 and 20,551/s. A quarter of the
+# ones out: 14,700-16,400 timers/s. With 4 GB: 17,100-20,600/s. A quarter of the
 # machine's memory, from 256 MB to 4 GB, the usual start for a dedicated server. It
 # takes a restart, done here once, when the value changes.
 tune_for_writes() {
