@@ -5,13 +5,15 @@ mass of timers falls due), consumption and the timer loop both hold back while m
 than `max_backlog` rows wait, and go on once the relay brought it under half of that.
 
 The backlog is judged by a loop of its own (`run`), and the loops it brakes read the
-last verdict (`over`) without waiting. Between counts it is tracked: the engine's
-writers report the rows they queued and the relay the rows it took, after each
-commit. The outbox is counted again every `recount_s` and whenever the owned
-partitions change, which corrects what tracking cannot see (rows another instance
-queued for a partition of ours by a merge, duplicates it skipped, rows recovery
-dropped). A count over a full outbox scans it: 70 ms for 200,000 rows, 0.5 s once
-each row carried its body, which the poll and timer loops used to wait for each second.
+last verdict (`over`) without waiting. Between counts it is tracked: after each commit
+the engine's writers report the rows they queued (new ids only), and the relay the
+rows it published or recovery dropped. The outbox is counted again every `recount_s`
+and whenever the owned partitions change, which corrects what tracking gets wrong: a
+merge queues rows for its user's partition, which another instance may own (counted
+here, relayed there), or another instance's merge queues rows for ours; a commit that
+lands while a count runs may be counted twice. A count over a full outbox scans it:
+70 ms for 200,000 rows, 0.5 s once each row carried its body, which the poll and timer
+loops used to wait for each second.
 """
 
 from __future__ import annotations

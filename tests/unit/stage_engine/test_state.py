@@ -90,6 +90,8 @@ def test_rows_stored_as_format_1_objects_still_read() -> None:
         ({0: 99}, r"format \[99\]: expected \[2, ...\]"),
         ({3: "asleep"}, "'stage'='asleep' is not one of"),
         ({4: "2026-03-02T09:00:00+08:00"}, "is not in UTC"),
+        ({5: "2026-03-02T09:00:00"}, "has no UTC offset"),
+        ({4: None}, "is unreadable"),  # stage_since is required
         ({10: None, 11: "many"}, "is unreadable"),
     ],
 )

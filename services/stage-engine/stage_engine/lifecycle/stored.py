@@ -64,8 +64,9 @@ def decode(data: Any) -> UserState:
     raise StateFormatError(f"stored state is a {type(data).__name__}: expected array or object")
 
 
-# The items that hold a datetime (ISO 8601 text, or null for an optional one).
-_MOMENT_ITEMS = (4, 5, 6, 7, 8, 9, 12, 13, 18, 22)
+# The items that hold a datetime: ISO 8601 text, or null for the optional ones.
+_REQUIRED_MOMENTS = (4, 6, 7)
+_OPTIONAL_MOMENTS = (5, 8, 9, 12, 13, 18, 22)
 _parse = datetime.fromisoformat
 
 
@@ -79,36 +80,45 @@ def from_row(row: list[Any]) -> UserState:
         # Parsed here rather than through from_iso(), which cost as much again per
         # field (the timer loop decodes a row per fired timer). to_row() wrote UTC
         # (+00:00), which fromisoformat() reads as the timezone.utc singleton.
-        m = [None if row[i] is None else _parse(row[i]) for i in _MOMENT_ITEMS]
-        for moment, index in zip(m, _MOMENT_ITEMS, strict=True):
+        required = [_parse(row[i]) for i in _REQUIRED_MOMENTS]
+        optional = [None if row[i] is None else _parse(row[i]) for i in _OPTIONAL_MOMENTS]
+        for moment in (*required, *optional):
             if moment is not None and moment.tzinfo is not UTC:
-                from_iso(row[index])  # raises the error that names the value
+                _check_utc(row)
         rfm = row[16]
         activity = row[20]
         return UserState(
             row[1],
             row[2],
             member(STAGES, "stage", row[3]),
-            m[0],  # type: ignore[arg-type]  # required: to_row() never writes null
-            m[1],
-            m[2],  # type: ignore[arg-type]
-            m[3],  # type: ignore[arg-type]
-            m[4],
-            m[5],
+            required[0],
+            optional[0],
+            required[1],
+            required[2],
+            optional[1],
+            optional[2],
             row[10],
             float(row[11]),
-            m[6],
-            m[7],
+            optional[3],
+            optional[4],
             float(row[14]),
             member(LEVELS, "purchase_level", row[15]),
             None if rfm is None else RfmScore(*rfm),
             tuple(row[17]),
-            m[8],
+            optional[5],
             row[19],
             activity[0],
             tuple(activity[1:]),
             dict(row[21]),
-            m[9],
+            optional[6],
         )
     except (IndexError, TypeError, ValueError) as exc:
         raise StateFormatError(f"state of {row[1]!r} is unreadable: {exc}") from None
+
+
+def _check_utc(row: list[Any]) -> None:
+    """from_iso() on each datetime of the row: it raises the error naming the one that
+    is not in UTC (or has no offset)."""
+    for index in _REQUIRED_MOMENTS + _OPTIONAL_MOMENTS:
+        if row[index] is not None:
+            from_iso(row[index])
