@@ -6,7 +6,7 @@
    read their aliases (and lock the alias targets not locked yet);
 3. apply the pure core (merges, advance) in offset order per partition;
 4. write: states (multi-row upsert), merged-away rows deleted, aliases, transitions into
-   the history and the outbox;
+   the history, queued in the outbox as the next seqs of their partitions;
 5. move each partition's stored offset from the batch's start to its end, fenced: if the
    stored offset is not the start any more, another engine owns the partition and the
    whole transaction rolls back.
@@ -46,7 +46,6 @@ MAX_ATTEMPTS = 5
 class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
-    queued: int = 0  # rows added to the outbox
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
@@ -105,7 +104,7 @@ class BatchApplier:
         await users.delete_users(conn, profiles.deleted)
         await alias_store.add_aliases(conn, self._db, profiles.new_aliases, now=now)
         await alias_store.repoint_aliases(conn, profiles.merged_into)
-        outcome.queued = await transitions.record_transitions(
+        await transitions.record_transitions(
             conn,
             self._db,
             [

@@ -103,7 +103,6 @@ async def start_engine(
             topic=settings.topic_transitions,
             margin=timedelta(seconds=settings.stage_relay_recovery_margin_seconds),
         ),
-        pressure=pressure,
         metrics=metrics,
         topic=settings.topic_transitions,
         batch_size=settings.stage_relay_batch_size,

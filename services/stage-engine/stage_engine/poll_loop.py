@@ -108,7 +108,6 @@ class PollLoop:
                 self._ownership.advanced(partition, span.end, span.max_event_time)
             self._poison_streak = batch.poison_streak
         self._count(batch, outcome.applied, outcome.duplicates, outcome.transitions)
-        self._pressure.queued(outcome.queued)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
         self._on_committed()
         for partition, span in batch.spans.items():

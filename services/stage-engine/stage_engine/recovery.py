@@ -1,10 +1,12 @@
-"""Which waiting outbox rows are already in the transitions topic?
+"""Which rows past the outbox cursors are already in the transitions topic?
 
-A relay killed between Kafka's acknowledgement and its delete leaves published rows
-in the outbox. Before relaying a partition it has just taken over, an engine reads the
-topic from a little before the oldest waiting row was created (Kafka's record
-timestamps are the producer's create time, always after the row's commit) to the end,
-and drops the rows whose transition id it finds. Streamed in chunks: bounded memory.
+A relay killed between Kafka's acknowledgement and the commit of its cursors leaves
+published rows past them. Before relaying a partition it has just taken over, an
+engine reads the topic from a little before the oldest waiting row was queued (Kafka's
+record timestamps are the producer's create time, always after the row's commit) to
+the end, and collects the waiting rows whose transition id it finds: the relay skips
+them. Streamed in chunks: bounded memory, and the set found holds at most the rows of
+the rounds a relay had in flight.
 """
 
 from __future__ import annotations
@@ -41,32 +43,32 @@ class OutboxRecovery:
         self._topic = topic
         self._margin = margin
 
-    async def run(self, partitions: Collection[int]) -> int:
-        """Drop the rows of `partitions` found published; how many were dropped."""
+    async def run(self, partitions: Collection[int]) -> set[str]:
+        """The ids of the waiting rows of `partitions` found in the topic."""
         async with self._db.read() as conn:
             oldest = await transition_store.oldest_pending_at(conn, partitions)
         if oldest is None:
-            return 0
+            return set()
         since_ms = int((oldest - self._margin).timestamp() * 1000)
         consumer = make_consumer(
             self._bootstrap_servers, group_id=None, client_id="stage-engine-outbox-recovery"
         )
         await consumer.start()
-        dropped = 0
+        found: set[str] = set()
         try:
             ends = await self._seek_to_time(consumer, since_ms)
             while ends:
                 polled = await consumer.getmany(timeout_ms=500, max_records=CHUNK_RECORDS)
                 ids = [_id_of(r.value) for records in polled.values() for r in records]
-                dropped += await self._drop([i for i in ids if i])
+                found |= await self._waiting(partitions, [i for i in ids if i])
                 for tp in list(ends):
                     if await consumer.position(tp) >= ends[tp]:
                         del ends[tp]
         finally:
             await consumer.stop()
-        if dropped:
-            log.info("outbox rows found already published", extra={"dropped": dropped})
-        return dropped
+        if found:
+            log.info("outbox rows found already published", extra={"skipped": len(found)})
+        return found
 
     async def _seek_to_time(
         self, consumer: AIOKafkaConsumer, since_ms: int
@@ -91,12 +93,11 @@ class OutboxRecovery:
             consumer.seek(tp, offset)
         return {tp: ends[tp] for tp in pending}
 
-    async def _drop(self, transition_ids: list[str]) -> int:
+    async def _waiting(self, partitions: Collection[int], transition_ids: list[str]) -> set[str]:
         if not transition_ids:
-            return 0
-        # Killed right after: those rows are gone, and they were in the topic already.
-        async with self._db.write() as conn:
-            return await transition_store.drop_sent_ids(conn, transition_ids)
+            return set()
+        async with self._db.read() as conn:
+            return await transition_store.pending_among(conn, partitions, transition_ids)
 
 
 def _id_of(value: bytes | None) -> str | None:

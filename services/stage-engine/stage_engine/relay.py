@@ -1,10 +1,11 @@
 """Outbox -> TOPIC_TRANSITIONS, with the idempotent producer, key = user id.
 
-Rows go out in outbox order (`seq`), a round at a time, and are deleted once Kafka
-acknowledged every one of them, so one user's transitions reach their partition in
-the order they were committed. Each instance relays the rows of the partitions it
-owns. After an assignment, rows a previous owner (or this process before a kill -9)
-may already have published are looked up in the topic first and dropped, not re-sent.
+Each instance relays the partitions it owns. A round takes the rows past each
+partition's cursor in seq order (commit order), publishes them, and moves the cursors
+once Kafka acknowledged every one, so one user's transitions reach their Kafka
+partition in the order they were committed. After an assignment, rows a previous
+owner (or this process before a kill -9) may already have published are looked up in
+the topic first (recovery.py) and skipped, not re-sent.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Collection
 from typing import Any
 
@@ -20,7 +22,6 @@ from aiokafka.errors import KafkaError
 from aiokafka.producer.message_accumulator import BatchBuilder
 
 from shared.kafka.partitioning import partition_for
-from stage_engine.backpressure import OutboxPressure
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
 from stage_engine.recovery import OutboxRecovery
@@ -43,7 +44,6 @@ class Relay:
         producer: AIOKafkaProducer,
         ownership: Ownership,
         recovery: OutboxRecovery,
-        pressure: OutboxPressure,
         metrics: EngineMetrics,
         topic: str,
         batch_size: int,
@@ -53,13 +53,14 @@ class Relay:
         self._producer = producer
         self._ownership = ownership
         self._recovery = recovery
-        self._pressure = pressure
         self._metrics = metrics
         self._topic = topic
         self._batch_size = batch_size
         self._interval_s = interval_s
         self._wake = asyncio.Event()
         self._recovered_generation = -1
+        # Ids past the cursors that recovery found in the topic: skipped, not re-sent.
+        self._already_published: set[str] = set()
 
     def wake(self) -> None:
         """Transitions were committed: relay them now rather than at the next tick."""
@@ -69,7 +70,7 @@ class Relay:
         backoff_s = self._interval_s
         while True:
             try:
-                sent = await self.relay_once()
+                more = await self.relay_once()
                 backoff_s = self._interval_s
             except KafkaError as exc:
                 # Transient (broker away, timeout): some of the round may be in the topic.
@@ -79,66 +80,76 @@ class Relay:
                 await asyncio.sleep(backoff_s)  # backoff between retries, not synchronisation
                 backoff_s = min(MAX_BACKOFF_S, backoff_s * 2)
                 continue
-            if sent < self._batch_size:
+            if not more:
                 # the interval catches rows committed by other engines
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self._interval_s)
                 self._wake.clear()
 
-    async def relay_once(self) -> int:
-        """Publish one round of outbox rows; how many were published."""
+    async def relay_once(self) -> bool:
+        """Publish one round of outbox rows; whether a partition may have more waiting."""
         async with self._ownership.relay_lock:
             partitions = self._ownership.partitions
             if not partitions:
-                return 0
+                return False
             generation = self._ownership.generation
             if self._recovered_generation != generation:
-                recovered = await self._recovery.run(partitions)
-                self._metrics.recovered.inc(recovered)
-                self._pressure.relayed(recovered)
+                async with self._db.write() as conn:
+                    await transition_store.ensure_cursors(conn, self._db, partitions)
+                self._already_published = await self._recovery.run(partitions)
+                self._metrics.recovered.inc(len(self._already_published))
                 self._recovered_generation = generation
+            # The batch is shared among the partitions; a partition that filled its share
+            # may have more.
+            per_partition = max(1, self._batch_size // len(partitions))
             if self._db.is_sqlite:
-                rows = await self._relay_apart(partitions)
+                rows, sent = await self._relay_apart(partitions, per_partition)
             else:
-                rows = await self._relay_together(partitions)
-        if rows:
-            self._metrics.published.inc(len(rows))
-            self._pressure.relayed(len(rows))
-        return len(rows)
+                rows, sent = await self._relay_together(partitions, per_partition)
+        if sent:
+            self._metrics.published.inc(sent)
+        counts = Counter(row.partition for row in rows)
+        return any(count >= per_partition for count in counts.values())
 
-    async def _relay_together(self, partitions: Collection[int]) -> list[PendingTransition]:
-        """PostgreSQL: delete the round's rows, publish them, commit once Kafka acknowledged.
-
-        One statement and one transaction per round, where reading and deleting apart
-        took two of each.
-        """
+    async def _relay_together(
+        self, partitions: Collection[int], per_partition: int
+    ) -> tuple[list[PendingTransition], int]:
+        """PostgreSQL: read the round's rows with the cursors locked, publish them, move
+        the cursors, and commit once Kafka acknowledged them."""
         async with self._db.write() as conn:
-            rows = await transition_store.take_pending(conn, partitions, self._batch_size)
-            # Killed here: the deletion is not committed, the rows stay, nothing was sent.
+            cursors = await transition_store.lock_cursors(conn, self._db, partitions)
+            rows = await transition_store.pending_transitions(conn, cursors, per_partition)
+            # Killed here: nothing was sent, the cursors stay.
+            sent = 0
             if rows:
-                await self._publish(rows)
-            # Killed here (or Kafka failed): still not committed, the rows stay. Any of them
-            # already in the topic are found there by the next owner's recovery and dropped.
-        # Killed right after the commit: published and gone from the outbox, nothing left.
-        return rows
+                sent = await self._publish(rows)
+                await transition_store.mark_published(conn, _last_seqs(rows))
+            # Killed here (or Kafka failed): the cursors stay. Rows already in the topic
+            # are found there by the next owner's recovery and skipped.
+        # Killed right after the commit: published, and the cursors are past them.
+        return rows, sent
 
-    async def _relay_apart(self, partitions: Collection[int]) -> list[PendingTransition]:
-        """SQLite: read, publish, then delete; a write transaction held across the
-        publication would hold the database's one write lock that long."""
+    async def _relay_apart(
+        self, partitions: Collection[int], per_partition: int
+    ) -> tuple[list[PendingTransition], int]:
+        """SQLite: read, publish, then move the cursors; a write transaction held across
+        the publication would hold the database's one write lock that long."""
         async with self._db.read() as conn:
-            rows = await transition_store.pending_transitions(conn, partitions, self._batch_size)
+            cursors = await transition_store.lock_cursors(conn, self._db, partitions)
+            rows = await transition_store.pending_transitions(conn, cursors, per_partition)
         if not rows:
-            return rows
-        await self._publish(rows)
-        # Killed right here: published but still in the outbox; the next owner's
-        # recovery finds these ids in the topic and drops the rows instead of re-sending.
+            return rows, 0
+        sent = await self._publish(rows)
+        # Killed right here: published, the cursors not moved; the next owner's recovery
+        # finds these ids in the topic and skips them instead of re-sending.
         async with self._db.write() as conn:
-            await transition_store.drop_sent(conn, [row.seq for row in rows])
-        # Killed right after: published and gone from the outbox, nothing left to do.
-        return rows
+            await transition_store.mark_published(conn, _last_seqs(rows))
+        # Killed right after: published and past the cursors, nothing left to do.
+        return rows, sent
 
-    async def _publish(self, rows: list[PendingTransition]) -> None:
-        """Send in outbox order and wait for every acknowledgement.
+    async def _publish(self, rows: list[PendingTransition]) -> int:
+        """Send in seq order, but the rows recovery found in the topic, and wait for
+        every acknowledgement.
 
         One user's transitions share a key, so a Kafka partition, where they are appended
         to that partition's batches in outbox order and the idempotent producer keeps the
@@ -148,7 +159,13 @@ class Relay:
         partitions = sorted(await self._producer.partitions_for(self._topic))
         open_batches: dict[int, BatchBuilder] = {}
         acks: list[asyncio.Future[Any]] = []
+        skip = self._already_published
+        skipped = 0
         for row in rows:
+            if skip and row.transition_id in skip:
+                skip.discard(row.transition_id)
+                skipped += 1
+                continue
             key = row.subject.encode()
             partition = partition_for(key, partitions)
             batch = open_batches.get(partition)
@@ -164,9 +181,15 @@ class Relay:
             acks.append(await self._send(batch, partition))
         for ack in acks:
             await ack
+        return len(rows) - skipped
 
     async def _send(self, batch: BatchBuilder, partition: int) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await self._producer.send_batch(
             batch, self._topic, partition=partition
         )
         return future
+
+
+def _last_seqs(rows: list[PendingTransition]) -> dict[int, int]:
+    """The highest seq of each partition in a round (rows come in seq order per partition)."""
+    return {row.partition: row.seq for row in rows}

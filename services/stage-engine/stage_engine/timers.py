@@ -202,11 +202,10 @@ class TimerLoop:
             await user_store.update_fired_users(conn, self._db, fired, now=wall)
             # Killed here: the transaction rolls back, the rows are still due and locked by
             # nobody; the next round (or the partition's next owner) fires them, same ids.
-            queued = await transition_store.record_transitions(conn, self._db, emitted, now=wall)
+            await transition_store.record_transitions(conn, self._db, emitted, now=wall)
             # Killed here: still uncommitted, the same as above.
         # Killed here: committed. The rows are no longer due (never fired again) and the
         # transitions wait in the outbox, which the relay publishes.
-        self._pressure.queued(queued)
         # One labelled counter call per (kind, stage), not per transition.
         counts = Counter((t.transition.kind, t.transition.to_stage) for t in emitted)
         for (kind, to_stage), count in counts.items():

@@ -19,8 +19,9 @@ from stage_engine.lifecycle import LifecycleConfig
 from stage_engine.main import migrate_database, start_engine
 from stage_engine.runtime import Engine
 from stage_engine.settings import StageEngineSettings
+from stage_engine.store import transitions as transition_store
 from stage_engine.store.database import Database
-from stage_engine.store.tables import offsets, outbox, users
+from stage_engine.store.tables import offsets, outbox_heads, users
 from stage_engine.store.users import decode_state
 
 from shared.clock import Clock
@@ -227,10 +228,12 @@ async def consumed_offsets(database_url: str, topic: str) -> dict[int, int]:
 
 
 async def outbox_size(database_url: str) -> int:
+    """Transitions queued and not yet past their partition's cursor, in all partitions."""
     db = Database(make_engine(database_url))
     try:
         async with db.read() as conn:
-            return len((await conn.execute(select(outbox.c.seq))).all())
+            partitions = (await conn.execute(select(outbox_heads.c.partition))).scalars().all()
+            return await transition_store.outbox_backlog(conn, partitions)
     finally:
         await db.dispose()
 

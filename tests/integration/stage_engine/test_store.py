@@ -8,12 +8,24 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, select
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    inspect,
+    select,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -30,7 +42,7 @@ from stage_engine.store.offsets import (
     load_offsets,
     move_offsets,
 )
-from stage_engine.store.tables import metadata, outbox, transitions, users
+from stage_engine.store.tables import metadata, transitions, users
 from stage_engine.store.transitions import NewTransition
 from stage_engine.store.users import StoredUser
 
@@ -189,16 +201,26 @@ async def test_a_transition_already_in_the_history_is_not_queued_again(db: Datab
         assert await transition_store.record_transitions(conn, db, items + items, now=now) == 1
     async with db.write() as conn:
         assert await transition_store.record_transitions(conn, db, items, now=now) == 0
+        await transition_store.ensure_cursors(conn, db, [0, 1])
     async with db.read() as conn:
-        pending = await transition_store.pending_transitions(conn, [1], limit=10)
-        assert await transition_store.pending_transitions(conn, [0], limit=10) == []
-        assert await transition_store.oldest_pending_at(conn, [1]) == now
-    assert [p.transition_id for p in pending] == [step.transitions[0].id]
+        cursors = await transition_store.lock_cursors(conn, db, [0, 1])
+        pending = await transition_store.pending_transitions(conn, cursors, per_partition=10)
+        assert await transition_store.outbox_backlog(conn, [0, 1]) == 1
+        # PostgreSQL takes the server's time, SQLite the writer's.
+        assert await transition_store.oldest_pending_at(conn, [1]) is not None
+        assert await transition_store.oldest_pending_at(conn, [0]) is None
+    assert cursors == {0: 0, 1: 0}
+    assert [(p.partition, p.seq, p.transition_id) for p in pending] == [
+        (1, 1, step.transitions[0].id)
+    ]
     assert pending[0].subject == "u"
     async with db.write() as conn:
-        await transition_store.drop_sent(conn, [p.seq for p in pending])
+        await transition_store.mark_published(conn, {1: 1})
     async with db.read() as conn:
         assert await transition_store.outbox_backlog(conn, [0, 1]) == 0
+        assert await transition_store.oldest_pending_at(conn, [0, 1]) is None
+        cursors = await transition_store.lock_cursors(conn, db, [0, 1])
+        assert await transition_store.pending_transitions(conn, cursors, per_partition=10) == []
 
 
 def test_migrate_command_prepares_an_embedded_database(tmp_path: Path) -> None:
@@ -233,7 +255,36 @@ async def blank_url(
         yield url
 
 
+def _downgrade(connection: Connection, revision: str) -> None:
+    command.downgrade(alembic_config(connection), revision)
+
+
+def _outbox_table(*, with_body: bool) -> Table:
+    """The outbox table as revisions 0001-0002 (or 0003, `with_body`) made it."""
+    columns: list[Column[Any]] = [
+        Column("seq", Integer, primary_key=True, autoincrement=True),
+        Column("transition_id", String(64), nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    ]
+    if with_body:
+        columns += [Column("subject", String(200)), Column("body", LargeBinary)]
+    return Table("stage_engine_outbox", MetaData(), *columns)
+
+
+def _history_row(transition_id: str, subject: str = "u-1") -> dict[str, object]:
+    return {
+        "id": transition_id,
+        "user_id": subject,
+        "subject": subject,
+        "kind": "stage_changed",
+        "occurred_at": T0,
+        "body": f'{{"id":"{transition_id}"}}'.encode(),
+    }
+
+
 async def test_outbox_rows_survive_the_upgrade_that_drops_the_id_index(blank_url: str) -> None:
+    outbox = _outbox_table(with_body=False)
     db = Database(make_engine(blank_url))
     try:
         await migrate(db.engine, "0001")
@@ -252,85 +303,184 @@ async def test_outbox_rows_survive_the_upgrade_that_drops_the_id_index(blank_url
 async def test_queued_rows_get_their_key_and_body_from_the_history_on_upgrade(
     blank_url: str,
 ) -> None:
+    outbox = _outbox_table(with_body=True)
     db = Database(make_engine(blank_url))
     try:
         await migrate(db.engine, "0002")
-        history = {
-            "id": "t-1",
-            "user_id": "u-merged-into",
-            "subject": "u-1",
-            "kind": "stage_changed",
-            "occurred_at": T0,
-            "body": b'{"id":"t-1"}',
-        }
+        history = _history_row("t-1") | {"user_id": "u-merged-into"}
         async with db.write() as conn:
             await conn.execute(transitions.insert(), history)
             await conn.execute(
-                outbox.insert(),
+                _outbox_table(with_body=False).insert(),
                 [
                     {"transition_id": "t-1", "partition": 3, "created_at": T0},
                     # not in the history: the relay's join never found it either
                     {"transition_id": "t-lost", "partition": 3, "created_at": T0},
                 ],
             )
-        await migrate(db.engine)
+        await migrate(db.engine, "0003")
         async with db.write() as conn:
-            rows = (
-                await conn.execute(
-                    select(
-                        outbox.c.transition_id, outbox.c.partition, outbox.c.subject, outbox.c.body
-                    )
-                )
-            ).all()
-            assert await conn.run_sync(_differences) == []
-            taken = await transition_store.pending_transitions(conn, [3], limit=10)
+            columns = outbox.c.transition_id, outbox.c.partition, outbox.c.subject, outbox.c.body
+            rows = (await conn.execute(select(*columns))).all()
     finally:
         await db.dispose()
     assert rows == [("t-1", 3, "u-1", b'{"id":"t-1"}')]
-    assert [(row.transition_id, row.subject, row.body) for row in taken] == [
-        ("t-1", "u-1", b'{"id":"t-1"}')
+
+
+async def test_waiting_rows_become_the_first_seqs_of_their_partitions_on_upgrade(
+    blank_url: str,
+) -> None:
+    outbox = _outbox_table(with_body=True)
+    db = Database(make_engine(blank_url))
+    try:
+        await migrate(db.engine, "0003")
+        async with db.write() as conn:
+            await conn.execute(
+                transitions.insert(),
+                [_history_row(t) for t in ("t-sent", "t-1", "t-2")] + [_history_row("t-x", "u-2")],
+            )
+            # In outbox order: t-2 was queued before t-1; t-sent is published already.
+            await conn.execute(
+                outbox.insert(),
+                [
+                    {"transition_id": tid, "partition": p, "created_at": T0, "subject": s}
+                    | {"body": f'{{"id":"{tid}"}}'.encode()}
+                    for tid, p, s in (("t-2", 3, "u-1"), ("t-x", 5, "u-2"), ("t-1", 3, "u-1"))
+                ],
+            )
+        await migrate(db.engine)
+        async with db.write() as conn:
+            assert await conn.run_sync(_differences) == []
+            assert await transition_store.outbox_backlog(conn, [3, 5]) == 3
+            assert await transition_store.oldest_pending_at(conn, [3, 5]) == T0
+            cursors = await transition_store.lock_cursors(conn, db, [3, 5])
+            waiting = await transition_store.pending_transitions(conn, cursors, per_partition=10)
+            # The next transition of partition 3 follows them.
+            step = advance(None, event("m", at=T0, type="identify", name=None, user_id="u"), CONFIG)
+            await transition_store.record_transitions(
+                conn, db, [NewTransition(t, 3) for t in step.transitions], now=T0
+            )
+            await transition_store.mark_published(conn, {3: 1})  # t-2 is published
+        async with db.engine.begin() as conn:  # and back: what waits returns to the outbox
+            await conn.run_sync(_downgrade, "0003")
+        async with db.write() as conn:
+            columns = outbox.c.transition_id, outbox.c.partition, outbox.c.subject
+            back = (await conn.execute(select(*columns).order_by(outbox.c.seq))).all()
+    finally:
+        await db.dispose()
+    assert cursors == {3: 0, 5: 0}
+    assert [(row.partition, row.seq, row.transition_id, row.subject) for row in waiting] == [
+        (3, 1, "t-2", "u-1"),
+        (3, 2, "t-1", "u-1"),
+        (5, 1, "t-x", "u-2"),
     ]
+    new_id = step.transitions[0].id
+    assert sorted(back) == sorted([("t-1", 3, "u-1"), ("t-x", 5, "u-2"), (new_id, 3, "u")])
+    assert [tid for tid, partition, _ in back if partition == 3] == ["t-1", new_id]
 
 
 class _KafkaRefusedError(Exception):
     pass
 
 
-async def _take_then_fail(db: Database) -> None:
+async def _relay_round_that_fails(db: Database) -> None:
     async with db.write() as conn:
-        assert len(await transition_store.take_pending(conn, [0, 1], limit=4)) == 4
+        cursors = await transition_store.lock_cursors(conn, db, [0, 1])
+        rows = await transition_store.pending_transitions(conn, cursors, per_partition=2)
+        assert len(rows) == 4
+        await transition_store.mark_published(conn, {0: 2, 1: 2})
         raise _KafkaRefusedError
 
 
-async def test_the_relay_takes_rows_in_order_and_keeps_them_when_publishing_fails(
-    database_url: str,
+async def test_the_relay_reads_rows_in_order_and_moves_cursors_only_on_commit(
+    db: Database,
 ) -> None:
+    items = [
+        NewTransition(t, n % 2)
+        for n in range(6)
+        for t in advance(
+            None, event(f"m{n}", at=T0, type="identify", name=None, user_id=f"u{n}"), CONFIG
+        ).transitions
+    ]
+    async with db.write() as conn:
+        await transition_store.record_transitions(conn, db, items, now=T0)
+        await transition_store.ensure_cursors(conn, db, [0, 1])
+    # Publishing fails inside the round's transaction: the cursors stay.
+    with pytest.raises(_KafkaRefusedError):
+        await _relay_round_that_fails(db)
+    async with db.write() as conn:
+        cursors = await transition_store.lock_cursors(conn, db, [0, 1])
+        taken = await transition_store.pending_transitions(conn, cursors, per_partition=2)
+        await transition_store.mark_published(conn, {0: 2, 1: 2})
+    assert cursors == {0: 0, 1: 0}
+    assert [(row.partition, row.seq, row.subject) for row in taken] == [
+        (0, 1, "u0"),
+        (0, 2, "u2"),
+        (1, 1, "u1"),
+        (1, 2, "u3"),
+    ]
+    assert [row.transition_id for row in taken] == [items[n].transition.id for n in (0, 2, 1, 3)]
+    assert all(row.body.startswith(b'{"specversion"') for row in taken)
+    async with db.write() as conn:
+        await transition_store.mark_published(conn, {1: 1})  # never backwards
+        cursors = await transition_store.lock_cursors(conn, db, [0, 1])
+        rest = await transition_store.pending_transitions(conn, cursors, per_partition=10)
+        assert await transition_store.outbox_backlog(conn, [0, 1]) == 2
+    assert cursors == {0: 2, 1: 2}
+    assert [row.subject for row in rest] == ["u4", "u5"]
+
+
+async def test_a_partition_without_a_cursor_row_is_not_relayed(db: Database) -> None:
+    step = advance(None, event("m", at=T0, type="identify", name=None, user_id="u"), CONFIG)
+    async with db.write() as conn:
+        await transition_store.record_transitions(
+            conn, db, [NewTransition(t, 4) for t in step.transitions], now=T0
+        )
+        assert await transition_store.lock_cursors(conn, db, [4]) == {}
+        assert await transition_store.outbox_backlog(conn, [4]) == 1
+
+
+async def _queue_one(db: Database, conn: AsyncConnection, n: int, partition: int) -> None:
+    step = advance(None, event(f"m{n}", at=T0, type="identify", name=None, user_id=f"u{n}"), CONFIG)
+    await transition_store.record_transitions(
+        conn, db, [NewTransition(t, partition) for t in step.transitions], now=T0
+    )
+
+
+async def test_writers_of_one_partition_commit_their_seqs_in_order(database_url: str) -> None:
+    """A writer holds its partition's queue head until it commits: a second writer of
+    that partition waits (so its later seq cannot commit first), one of another does not."""
     async with extra_database(database_url) as url:
         db = Database(make_engine(url))
         try:
             await migrate(db.engine)
-            items = [
-                NewTransition(t, n % 2)
-                for n in range(6)
-                for t in advance(
-                    None, event(f"m{n}", at=T0, type="identify", name=None, user_id=f"u{n}"), CONFIG
-                ).transitions
-            ]
             async with db.write() as conn:
-                await transition_store.record_transitions(conn, db, items, now=T0)
-            # Publishing fails inside the round's transaction: nothing is taken.
-            with pytest.raises(_KafkaRefusedError):
-                await _take_then_fail(db)
+                await _queue_one(db, conn, 0, partition=0)  # the head row exists
+            async with db.write() as first:
+                await _queue_one(db, first, 1, partition=0)
+                async with db.write() as other:
+                    await _queue_one(db, other, 2, partition=1)
+                    await other.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+                    with pytest.raises(DBAPIError, match="lock timeout"):
+                        await _queue_one(db, other, 3, partition=0)
+        finally:
+            await db.dispose()
+
+
+async def test_a_second_relay_of_a_partition_waits_for_the_first(database_url: str) -> None:
+    async with extra_database(database_url) as url:
+        db = Database(make_engine(url))
+        try:
+            await migrate(db.engine)
             async with db.write() as conn:
-                taken = await transition_store.take_pending(conn, [0, 1], limit=4)
-            assert [row.transition_id for row in taken] == [i.transition.id for i in items[:4]]
-            assert [row.subject for row in taken] == ["u0", "u1", "u2", "u3"]
-            assert all(row.body.startswith(b'{"specversion"') for row in taken)
-            async with db.write() as conn:
-                rest = await transition_store.take_pending(conn, [1], limit=10)
-            assert [row.subject for row in rest] == ["u5"]
-            async with db.read() as conn:
-                assert await transition_store.outbox_backlog(conn, [0, 1]) == 1  # u4's
+                await transition_store.ensure_cursors(conn, db, [0, 1])
+            async with db.write() as relaying:
+                assert await transition_store.lock_cursors(relaying, db, [0]) == {0: 0}
+                async with db.write() as other:
+                    assert await transition_store.lock_cursors(other, db, [1]) == {1: 0}
+                    await other.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+                    with pytest.raises(DBAPIError, match="lock timeout"):
+                        await transition_store.lock_cursors(other, db, [0])
         finally:
             await db.dispose()
 

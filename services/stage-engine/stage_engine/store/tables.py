@@ -23,8 +23,6 @@ from stage_engine.store.types import UtcDateTime
 
 metadata = MetaData()
 
-# SQLite only auto-increments an INTEGER PRIMARY KEY.
-_BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
 _KEY = String(200)  # user ids and anonymous ids (the Event contract's max length)
 
 # One row per profile key (a user id, or the anonymous id of a prospect). `state` is the
@@ -84,6 +82,18 @@ aliases = Table(
 
 # Every transition ever emitted (a user's history; merges move rows to the user).
 # `subject` is the user id the transition was made for: the Kafka key it is published with.
+#
+# The history is also the outbox (migration 0004): a transition is queued as row `seq`
+# of events partition `partition` (its user row's partition, whose owner relays it),
+# and is published once that partition's cursor (outbox_cursors) passes it. Seqs are
+# 1, 2, 3... per partition in commit order: a writer reserves them in outbox_heads, and
+# the row lock it takes there is held until its commit, so a later seq never commits
+# before an earlier one and a cursor never skips a row. Nothing is deleted on
+# publication: a queue table that deletes its rows leaves dead tuples that every
+# read of the queue walks until vacuum comes (a relay round cost 230 µs a row of
+# PostgreSQL time after 150,000 rows). `queued_at` (PostgreSQL: the server's `now()`,
+# the commit's transaction start) bounds how far back recovery reads the topic.
+# The three are NULL for transitions published before revision 0004.
 transitions = Table(
     "stage_engine_transitions",
     metadata,
@@ -93,25 +103,36 @@ transitions = Table(
     Column("kind", String(40), nullable=False),
     Column("occurred_at", UtcDateTime(), nullable=False),
     Column("body", LargeBinary, nullable=False),
+    Column("partition", Integer),
+    Column("seq", BigInteger),
+    Column("queued_at", UtcDateTime()),
     Index("stage_engine_transitions_user", "user_id", "occurred_at"),
+    Index(
+        "stage_engine_transitions_queue",
+        "partition",
+        "seq",
+        unique=True,
+        postgresql_where=text("seq IS NOT NULL"),
+        sqlite_where=text("seq IS NOT NULL"),
+    ),
 )
 
-# Transitions not yet acknowledged by Kafka, in commit order per user (`seq`);
-# `partition` is the owning user row's partition: its owner relays it. Each row carries
-# what the relay publishes (`subject`, the Kafka key, and `body`), so a relay round
-# reads the outbox alone, not the history (migration 0003). No index on
-# `transition_id`: each transition would be added to and deleted from it for the sake
-# of the rare recovery, which scans instead (migration 0002).
-outbox = Table(
-    "stage_engine_outbox",
+# The last seq reserved per partition. Written by the transactions that queue transitions.
+outbox_heads = Table(
+    "stage_engine_outbox_heads",
     metadata,
-    Column("seq", _BIG_ID, primary_key=True, autoincrement=True),
-    Column("transition_id", String(64), nullable=False),
-    Column("partition", Integer, nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("subject", _KEY, nullable=False),
-    Column("body", LargeBinary, nullable=False),
-    Index("stage_engine_outbox_partition", "partition", "seq"),
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("queued_seq", BigInteger, nullable=False),
+)
+
+# The last seq Kafka acknowledged per partition. Written by the relay only: apart from
+# the heads, so a relay round holding its cursors while Kafka answers never holds up
+# a writer.
+outbox_cursors = Table(
+    "stage_engine_outbox_cursors",
+    metadata,
+    Column("partition", Integer, primary_key=True, autoincrement=False),
+    Column("published_seq", BigInteger, nullable=False),
 )
 
 # The RFM quantile edges last computed from the population (a single row, id 1).

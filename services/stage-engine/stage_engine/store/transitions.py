@@ -1,18 +1,25 @@
-"""Transitions: the history of every user, and the outbox the relay publishes from."""
+"""Transitions: the history of every user, which is also the outbox the relay publishes.
+
+A transition is queued as the next seq of its partition (outbox_heads) in the
+transaction that records it, and is published once its partition's cursor
+(outbox_cursors) passes it. tables.py says why seqs commit in order.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import asyncpg
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import Join
 
 from stage_engine.lifecycle.emit import Emitted
 from stage_engine.store.database import Database, among, chunks, driver_connection
-from stage_engine.store.tables import outbox, transitions
+from stage_engine.store.tables import outbox_cursors, outbox_heads, transitions
 
 
 class NewTransition(NamedTuple):
@@ -23,6 +30,7 @@ class NewTransition(NamedTuple):
 
 
 class PendingTransition(NamedTuple):
+    partition: int
     seq: int
     transition_id: str
     subject: str
@@ -32,21 +40,29 @@ class PendingTransition(NamedTuple):
 async def record_transitions(
     conn: AsyncConnection, db: Database, items: Sequence[NewTransition], *, now: datetime
 ) -> int:
-    """Add the transitions to the history and, the ones new to it, to the outbox.
+    """Add the transitions to the history, each queued as the next seq of its partition.
 
     An id already in the history was emitted before (ids are deterministic), so it is
     never queued twice. Part of the batch transaction: killed before the commit, none
-    is recorded and the same ones are produced again by the replayed batch. Returns
-    how many were new.
+    is recorded, no seq is taken, and the same ones are produced again by the replayed
+    batch. Returns how many were new.
     """
-    # One row per id, in emission order: `seq` is the publication order, per user.
+    # One row per id, in emission order: seqs follow it, so one user's transitions are
+    # published in the order they were made.
     unique: dict[str, NewTransition] = {}
     for item in items:
         unique.setdefault(item.transition.id, item)
     if not unique:
         return 0
     if not db.is_sqlite:
-        return await _record_on_postgresql(conn, list(unique.values()), now)
+        return await _record_on_postgresql(conn, list(unique.values()))
+    # SQLite: the database's single write lock serialises writers; ids already in the
+    # history (the user rows are locked, so no other transaction can be adding them).
+    emitted = await _known_ids(conn, list(unique))
+    new = [item for tid, item in unique.items() if tid not in emitted]
+    if not new:
+        return 0
+    seqs = await _reserve_on_sqlite(conn, new)
     rows: list[dict[str, object]] = [
         {
             "id": item.transition.id,
@@ -55,120 +71,139 @@ async def record_transitions(
             "kind": item.transition.kind.value,
             "occurred_at": item.transition.time,
             "body": item.transition.body,
-        }
-        for item in unique.values()
-    ]
-    # Ids already in the history were emitted before (the user rows are locked, so no
-    # other transaction can be adding them now): they are neither stored nor queued again.
-    emitted = await _known_ids(conn, list(unique))
-    new_ids = set(unique) - emitted
-    statement = db.insert_ignoring_conflicts(transitions)
-    for chunk in chunks((row for row in rows if row["id"] in new_ids), 1000):
-        await conn.execute(statement, chunk)
-    queued: list[dict[str, object]] = [
-        {
-            "transition_id": tid,
             "partition": item.partition,
-            "created_at": now,
-            "subject": item.transition.subject,
-            "body": item.transition.body,
+            "seq": seq,
+            "queued_at": now,
         }
-        for tid, item in unique.items()
-        if tid in new_ids
+        for item, seq in zip(new, seqs, strict=True)
     ]
-    for chunk in chunks(queued, 1000):
-        await conn.execute(db.insert_ignoring_conflicts(outbox), chunk)
-    return len(queued)
+    for chunk in chunks(rows, 1000):
+        await conn.execute(transitions.insert(), chunk)
+    return len(rows)
 
 
-# PostgreSQL, when an id of the batch is already in the history: one statement, one
-# round trip, whatever the count. The history insert returns the ids it added (an id
-# already there was emitted before and is skipped, as a concurrent insert of it is
-# waited for and then skipped); only those are queued, in emission order (`n`), so
-# `seq` keeps the publication order per user. The history is never pruned, so a newly
-# added id cannot be in the outbox yet: a plain INSERT there. The arrays are unnested
-# twice rather than once into a CTE: a CTE of the bodies would be materialised
-# (written to a tuple store, spilling past work_mem) and sorted again.
-_PG_RECORD = """
-WITH added AS (
-    INSERT INTO stage_engine_transitions (id, user_id, subject, kind, occurred_at, body)
-    SELECT * FROM unnest(
-        $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[]
-    )
-    ON CONFLICT DO NOTHING
-    RETURNING id
-), queued AS (
-    INSERT INTO stage_engine_outbox (transition_id, partition, created_at, subject, body)
-    SELECT r.id, r.partition, $8, r.subject, r.body
-    FROM unnest($1::text[], $7::int[], $3::text[], $6::bytea[])
-        WITH ORDINALITY AS r(id, partition, subject, body, n)
-    WHERE r.id IN (SELECT id FROM added)
-    ORDER BY r.n
-    RETURNING 1
-)
-SELECT count(*) FROM queued
+# The next seqs of the partitions a transaction queues for. Rows are taken in partition
+# order, so two transactions queuing for overlapping partitions wait for each other
+# rather than deadlock. The row lock is held until commit: see tables.py.
+_PG_RESERVE = """
+INSERT INTO stage_engine_outbox_heads AS h (partition, queued_seq)
+SELECT r.partition, r.n FROM unnest($1::int[], $2::bigint[]) AS r(partition, n)
+ORDER BY r.partition
+ON CONFLICT (partition) DO UPDATE SET queued_seq = h.queued_seq + excluded.queued_seq
+RETURNING h.partition, h.queued_seq
 """
 
 
-_HISTORY_COLUMNS = ["id", "user_id", "subject", "kind", "occurred_at", "body"]
-_OUTBOX_COLUMNS = ["transition_id", "partition", "created_at", "subject", "body"]
+async def _reserve(conn: AsyncConnection, items: Sequence[NewTransition]) -> list[int]:
+    """PostgreSQL: a seq for each item, in item order per partition. Through SQLAlchemy,
+    not asyncpg directly: a lock error here is wrapped, and so retried if retryable."""
+    counts = Counter(item.partition for item in items)
+    result = await conn.exec_driver_sql(_PG_RESERVE, (list(counts), list(counts.values())))
+    heads: dict[int, int] = dict(cast("list[tuple[int, int]]", result.all()))
+    return _number(items, {p: heads[p] - n for p, n in counts.items()})
 
 
-async def _record_on_postgresql(
-    conn: AsyncConnection, items: list[NewTransition], now: datetime
-) -> int:
-    """COPY both tables, the usual case; the statement above when an id is not new.
+async def _reserve_on_sqlite(conn: AsyncConnection, items: Sequence[NewTransition]) -> list[int]:
+    counts = Counter(item.partition for item in items)
+    query = select(outbox_heads.c.partition, outbox_heads.c.queued_seq).where(
+        outbox_heads.c.partition.in_(sorted(counts))
+    )
+    heads: dict[int, int] = dict((await conn.execute(query)).all())
+    for partition, n in sorted(counts.items()):
+        if partition in heads:
+            await conn.execute(
+                update(outbox_heads)
+                .where(outbox_heads.c.partition == partition)
+                .values(queued_seq=heads[partition] + n)
+            )
+        else:
+            await conn.execute(outbox_heads.insert().values(partition=partition, queued_seq=n))
+    return _number(items, {p: heads.get(p, 0) for p in counts})
 
-    COPY writes rows at a third of the cost of inserting them from unnested arrays
-    (bench-stage's timer rounds spent most of their database time in that insert), but
-    it cannot skip a row. So both COPYs run under a savepoint: an id already in the
-    history (emitted before) raises a unique violation, the savepoint is rolled back,
-    and the whole batch goes through the skipping statement instead. A concurrent
-    insert of the same id is waited for by either path. The outbox's `seq` follows
-    the COPY's row order, which is emission order.
+
+def _number(items: Sequence[NewTransition], last_before: dict[int, int]) -> list[int]:
+    seqs: list[int] = []
+    for item in items:
+        seq = last_before[item.partition] + 1
+        last_before[item.partition] = seq
+        seqs.append(seq)
+    return seqs
+
+
+# PostgreSQL, when an id of the batch is already in the history: the history insert
+# skips it (and waits for a concurrent insert of it, then skips it) and returns the
+# ids it added; only those are given seqs, by a second statement.
+_PG_INSERT_NEW = """
+INSERT INTO stage_engine_transitions (id, user_id, subject, kind, occurred_at, body)
+SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[]
+)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+_PG_QUEUE = """
+UPDATE stage_engine_transitions AS t SET partition = r.partition, seq = r.seq
+FROM unnest($1::text[], $2::int[], $3::bigint[]) AS r(id, partition, seq)
+WHERE t.id = r.id
+"""
+
+_HISTORY_COLUMNS = ["id", "user_id", "subject", "kind", "occurred_at", "body", "partition", "seq"]
+
+
+async def _record_on_postgresql(conn: AsyncConnection, items: list[NewTransition]) -> int:
+    """COPY the history with the reserved seqs, the usual case; two statements when an
+    id is not new.
+
+    COPY writes rows at a third of the cost of inserting them from unnested arrays,
+    but it cannot skip a row. So the reservation and the COPY run under a savepoint: an
+    id already in the history (emitted before) raises a unique violation, the
+    savepoint is rolled back (the reservation with it), and the batch goes through
+    the skipping statements instead. `queued_at` is the server's default.
     """
-    records = [item.transition for item in items]
     driver = await driver_connection(conn)
     try:
         async with conn.begin_nested():
-            await driver.copy_records_to_table(
-                "stage_engine_transitions",
-                columns=_HISTORY_COLUMNS,
+            seqs = await _reserve(conn, items)
+            records = []
+            for item, seq in zip(items, seqs, strict=True):
+                t = item.transition
                 # a new transition joins its subject's history; a StrEnum kind is its value
-                records=[(t.id, t.subject, t.subject, t.kind, t.time, t.body) for t in records],
-            )
+                records.append(
+                    (t.id, t.subject, t.subject, t.kind, t.time, t.body, item.partition, seq)
+                )
             await driver.copy_records_to_table(
-                "stage_engine_outbox",
-                columns=_OUTBOX_COLUMNS,
-                records=[
-                    (t.id, item.partition, now, t.subject, t.body)
-                    for item, t in zip(items, records, strict=True)
-                ],
+                "stage_engine_transitions", columns=_HISTORY_COLUMNS, records=records
             )
         return len(items)
     except asyncpg.UniqueViolationError:
-        pass  # rolled back to the savepoint: nothing of the COPYs remains
-    return await _record_skipping_known(conn, items, now)
+        pass  # rolled back to the savepoint: nothing of the COPY or the reservation remains
+    return await _record_skipping_known(conn, driver, items)
 
 
 async def _record_skipping_known(
-    conn: AsyncConnection, items: list[NewTransition], now: datetime
+    conn: AsyncConnection, driver: asyncpg.Connection, items: list[NewTransition]
 ) -> int:
     records = [item.transition for item in items]
-    result = await conn.exec_driver_sql(
-        _PG_RECORD,
-        (
+    added = {
+        row[0]
+        for row in await driver.fetch(
+            _PG_INSERT_NEW,
             [t.id for t in records],
             [t.subject for t in records],  # a new transition is its subject's history
             [t.subject for t in records],
             [t.kind.value for t in records],
             [t.time for t in records],
             [t.body for t in records],
-            [item.partition for item in items],
-            now,
-        ),
+        )
+    }
+    new = [item for item in items if item.transition.id in added]
+    if not new:
+        return 0
+    seqs = await _reserve(conn, new)
+    await driver.execute(
+        _PG_QUEUE, [item.transition.id for item in new], [item.partition for item in new], seqs
     )
-    return int(result.scalar_one())
+    return len(new)
 
 
 async def _known_ids(conn: AsyncConnection, ids: list[str]) -> set[str]:
@@ -195,90 +230,166 @@ async def move_history(conn: AsyncConnection, moves: Mapping[str, str]) -> None:
     )
 
 
-async def pending_transitions(
-    conn: AsyncConnection, partitions: Collection[int], limit: int
-) -> list[PendingTransition]:
-    """The oldest outbox rows of `partitions`, in publication order."""
+async def ensure_cursors(conn: AsyncConnection, db: Database, partitions: Collection[int]) -> None:
+    """A cursor row for each of `partitions` (at 0, before any publication), made when
+    the partitions are taken, so that a relay round never has to write one."""
+    if partitions:
+        await conn.execute(
+            db.insert_ignoring_conflicts(outbox_cursors),
+            [{"partition": p, "published_seq": 0} for p in sorted(partitions)],
+        )
+
+
+async def lock_cursors(
+    conn: AsyncConnection, db: Database, partitions: Collection[int]
+) -> dict[int, int]:
+    """The published seq of each of `partitions` that has a cursor row.
+
+    A partition without one is left out (it is not relayed until ensure_cursors made
+    it). PostgreSQL: the rows are locked until the transaction ends, so a second relay
+    of a partition (its old owner, before it noticed the handover) waits for this
+    round's commit and reads the moved cursor, instead of publishing the same rows.
+    """
     if not partitions:
-        return []
+        return {}
     query = (
-        select(outbox.c.seq, outbox.c.transition_id, outbox.c.subject, outbox.c.body)
-        .where(outbox.c.partition.in_(sorted(partitions)))
-        .order_by(outbox.c.seq)
-        .limit(limit)
+        select(outbox_cursors.c.partition, outbox_cursors.c.published_seq)
+        .where(among(conn, outbox_cursors.c.partition, sorted(partitions)))
+        .order_by(outbox_cursors.c.partition)
     )
-    return [PendingTransition(*row) for row in (await conn.execute(query)).all()]
+    if not db.is_sqlite:
+        query = query.with_for_update()
+    return dict((await conn.execute(query)).all())
 
 
-# PostgreSQL: the relay's round in one statement: the oldest rows of the partitions are
-# deleted and returned with their keys and bodies, in publication order. Run in the transaction
-# that commits only once Kafka acknowledged them (relay.py). `= ANY(ARRAY(...))` makes
-# the delete probe the primary key per row; as `IN (...)` it was planned as a hash
-# semi-join over a scan of the whole outbox, a cost that grew with the backlog.
-_PG_TAKE = """
-WITH taken AS (
-    DELETE FROM stage_engine_outbox
-    WHERE seq = ANY(ARRAY(
-        SELECT seq FROM stage_engine_outbox
-        WHERE partition = ANY($1::int[])
-        ORDER BY seq
-        LIMIT $2
-    ))
-    RETURNING seq, transition_id, subject, body
-)
-SELECT seq, transition_id, subject, body FROM taken ORDER BY seq
+# Per partition, the rows past its cursor, in seq order: an index range scan each.
+_PG_PENDING = """
+SELECT q.partition, q.seq, q.id, q.subject, q.body
+FROM unnest($1::int[], $2::bigint[]) AS c(partition, after)
+CROSS JOIN LATERAL (
+    SELECT partition, seq, id, subject, body FROM stage_engine_transitions
+    WHERE partition = c.partition AND seq > c.after
+    ORDER BY seq
+    LIMIT $3
+) AS q
 """
 
 
-async def take_pending(
-    conn: AsyncConnection, partitions: Collection[int], limit: int
+async def pending_transitions(
+    conn: AsyncConnection, cursors: Mapping[int, int], per_partition: int
 ) -> list[PendingTransition]:
-    """PostgreSQL: delete and return the oldest outbox rows of `partitions`, in
-    publication order. Killed before the transaction commits: the rows are still there."""
-    if not partitions:
+    """Up to `per_partition` rows past each cursor, in seq order within a partition."""
+    if not cursors:
         return []
-    # asyncpg directly: no error of this statement is one to retry (see driver_connection)
-    driver = await driver_connection(conn)
-    return [
-        PendingTransition(*row) for row in await driver.fetch(_PG_TAKE, sorted(partitions), limit)
-    ]
+    if conn.dialect.name == "postgresql":
+        driver = await driver_connection(conn)
+        records = await driver.fetch(
+            _PG_PENDING, list(cursors), list(cursors.values()), per_partition
+        )
+        return [PendingTransition(*record) for record in records]
+    found: list[PendingTransition] = []
+    for partition, after in sorted(cursors.items()):
+        query = (
+            select(
+                transitions.c.partition,
+                transitions.c.seq,
+                transitions.c.id,
+                transitions.c.subject,
+                transitions.c.body,
+            )
+            .where(transitions.c.partition == partition, transitions.c.seq > after)
+            .order_by(transitions.c.seq)
+            .limit(per_partition)
+        )
+        found.extend(PendingTransition(*row) for row in (await conn.execute(query)).all())
+    return found
+
+
+async def mark_published(conn: AsyncConnection, published: Mapping[int, int]) -> None:
+    """Move each partition's cursor to the seq Kafka acknowledged (never backwards).
+
+    Killed before the commit: the cursors stay, and the rows past them that are already
+    in the topic are found there by the next owner's recovery and skipped."""
+    if not published:
+        return
+    statement = (
+        update(outbox_cursors)
+        .where(
+            outbox_cursors.c.partition == bindparam("p"),
+            outbox_cursors.c.published_seq < bindparam("seq"),
+        )
+        .values(published_seq=bindparam("seq"))
+    )
+    await conn.execute(statement, [{"p": p, "seq": seq} for p, seq in sorted(published.items())])
+
+
+def _past_cursor(partitions: Collection[int]) -> tuple[Join, ColumnElement[bool]]:
+    """Rows of `partitions` past their cursors (a partition without one has published nothing)."""
+    cursor = func.coalesce(outbox_cursors.c.published_seq, 0)
+    joined = transitions.outerjoin(
+        outbox_cursors, outbox_cursors.c.partition == transitions.c.partition
+    )
+    return joined, and_(transitions.c.partition.in_(sorted(partitions)), transitions.c.seq > cursor)
 
 
 async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) -> datetime | None:
-    if not partitions:
-        return None
-    query = select(func.min(outbox.c.created_at)).where(outbox.c.partition.in_(sorted(partitions)))
-    oldest: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+    """When the first row past each cursor was queued; the earliest of them."""
+    oldest: datetime | None = None
+    for partition in sorted(partitions):
+        cursor = await _cursor(conn, partition)
+        query = (
+            select(transitions.c.queued_at)
+            .where(transitions.c.partition == partition, transitions.c.seq > cursor)
+            .order_by(transitions.c.seq)
+            .limit(1)
+        )
+        queued: datetime | None = (await conn.execute(query)).scalar_one_or_none()
+        if queued is not None and (oldest is None or queued < oldest):
+            oldest = queued
     return oldest
 
 
-async def drop_sent(conn: AsyncConnection, seqs: Collection[int]) -> None:
-    """Remove published rows (Kafka acknowledged them). Killed before the commit: the
-    rows stay, and the next owner's recovery finds them in the topic and drops them."""
-    for chunk in chunks(sorted(seqs)):
-        await conn.execute(delete(outbox).where(among(conn, outbox.c.seq, chunk)))
+async def _cursor(conn: AsyncConnection, partition: int) -> int:
+    query = select(outbox_cursors.c.published_seq).where(outbox_cursors.c.partition == partition)
+    found: int | None = (await conn.execute(query)).scalar_one_or_none()
+    return found or 0
 
 
-async def drop_sent_ids(conn: AsyncConnection, transition_ids: Collection[str]) -> int:
-    """Remove rows whose transitions are already in the topic (found by recovery).
-
-    A scan of the outbox per chunk of ids (transition_id has no index: every
-    transition would pay for one, and this runs only when partitions are taken over);
-    the outbox is bounded by STAGE_OUTBOX_MAX_BACKLOG."""
-    removed = 0
+async def pending_among(
+    conn: AsyncConnection, partitions: Collection[int], transition_ids: Collection[str]
+) -> set[str]:
+    """Which of `transition_ids` are queued for `partitions` and not yet past the cursor."""
+    found: set[str] = set()
+    if not partitions:
+        return found
+    joined, past = _past_cursor(partitions)
     for chunk in chunks(sorted(transition_ids)):
-        result = await conn.execute(
-            delete(outbox).where(among(conn, outbox.c.transition_id, chunk))
+        query = (
+            select(transitions.c.id)
+            .select_from(joined)
+            .where(among(conn, transitions.c.id, chunk), past)
         )
-        removed += int(result.rowcount)
-    return removed
+        found.update((await conn.execute(query)).scalars())
+    return found
 
 
 async def outbox_backlog(conn: AsyncConnection, partitions: Collection[int]) -> int:
-    """Rows waiting in the outbox for `partitions`."""
+    """Rows waiting to be published for `partitions`: two rows a partition are read."""
     if not partitions:
         return 0
+    joined = outbox_heads.outerjoin(
+        outbox_cursors, outbox_cursors.c.partition == outbox_heads.c.partition
+    )
     query = (
-        select(func.count()).select_from(outbox).where(outbox.c.partition.in_(sorted(partitions)))
+        select(
+            func.coalesce(
+                func.sum(
+                    outbox_heads.c.queued_seq - func.coalesce(outbox_cursors.c.published_seq, 0)
+                ),
+                0,
+            )
+        )
+        .select_from(joined)
+        .where(outbox_heads.c.partition.in_(sorted(partitions)))
     )
     return int((await conn.execute(query)).scalar_one())
