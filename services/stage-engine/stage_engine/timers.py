@@ -31,7 +31,7 @@ from stage_engine.store import transitions as transition_store
 from stage_engine.store import users as user_store
 from stage_engine.store.database import Database, is_retryable
 from stage_engine.store.transitions import NewTransition
-from stage_engine.store.users import StoredUser
+from stage_engine.store.users import LockedUser
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +190,12 @@ class TimerLoop:
             )
             if not due:
                 return 0
-            fired: list[StoredUser] = []
+            fired: list[LockedUser] = []
             emitted: list[NewTransition] = []
-            for stored in due:
-                partition = stored.partition
-                state, transitions = expire(stored.state, now, config)
-                fired.append(StoredUser(state, partition))
+            for locked in due:
+                partition = locked.partition
+                state, transitions = expire(locked.state, now, config)
+                fired.append(LockedUser(state, partition, locked.row))
                 emitted.extend([NewTransition(t, partition) for t in transitions])
             wall = self._clock.now()
             # On PostgreSQL each write below is one statement for the whole round.
