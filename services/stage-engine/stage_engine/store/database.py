@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import asyncpg
@@ -41,6 +42,8 @@ class Database:
             raise ValueError(f"unsupported database {self.dialect!r}: use PostgreSQL or SQLite")
         if self.is_sqlite:
             _sqlite_explicit_begin(engine)
+        else:
+            _timestamptz_as_microseconds(engine)
         self._writer = engine.execution_options(**{_WRITE_OPTION: True})
         self._write_turn = sqlite_write_turn(engine)
 
@@ -144,3 +147,40 @@ def _sqlite_explicit_begin(engine: AsyncEngine) -> None:
     def _on_begin(conn: Connection) -> None:
         writes = conn.get_execution_options().get(_WRITE_OPTION, False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+
+# PostgreSQL's timestamptz on the wire: microseconds since 2000-01-01 UTC.
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _encode_timestamptz(value: datetime) -> tuple[int]:
+    # An aware datetime only: a naive one cannot be subtracted from the epoch (TypeError).
+    return ((value - _PG_EPOCH) // _MICROSECOND,)
+
+
+def _decode_timestamptz(value: tuple[int]) -> datetime:
+    return _PG_EPOCH + timedelta(microseconds=value[0])
+
+
+def _timestamptz_as_microseconds(engine: AsyncEngine) -> None:
+    """asyncpg's own timestamptz encoder costs 1.2 µs a value (two comparisons with
+    naive infinity datetimes, astimezone, a timedelta and its attributes); this one
+    0.3. A timer round encodes two per row (the history's occurred_at in the COPY, the
+    user's next_due_at in the update): 6.1-6.7 -> 4.8-5.0 µs of client CPU a row for
+    both statements. Decoding gets slower (1.4 -> 1.7 µs a value); the engine's hot
+    paths read no timestamps. PostgreSQL's infinity is not representable as a datetime
+    and is never stored by the engine.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.run_async(
+            lambda conn: conn.set_type_codec(
+                "timestamptz",
+                schema="pg_catalog",
+                encoder=_encode_timestamptz,
+                decoder=_decode_timestamptz,
+                format="tuple",
+            )
+        )
