@@ -90,9 +90,11 @@ aliases = Table(
 # the row lock it takes there is held until its commit, so a later seq never commits
 # before an earlier one and a cursor never skips a row. Nothing is deleted on
 # publication: a queue table that deletes its rows leaves dead tuples that every
-# read of the queue walks until vacuum comes (a relay round cost 230 µs a row of
-# PostgreSQL time after 150,000 rows). `queued_at` (PostgreSQL: the server's `now()`,
-# the commit's transaction start) bounds how far back recovery reads the topic.
+# read of the queue walks until vacuum comes (in a serial probe of rounds of 5,000
+# timers, each relayed at once, taking from the outbox table cost 5.8 µs of PostgreSQL
+# time a row over 40,000 timers and 230 µs over 150,000; reading past a cursor, 2.9).
+# `queued_at` (PostgreSQL: the server's `now()`, the transaction's start) bounds how
+# far back recovery reads the topic.
 # The three are NULL for transitions published before revision 0004.
 transitions = Table(
     "stage_engine_transitions",
