@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -27,7 +26,7 @@ from stage_engine.ownership import Ownership
 from stage_engine.recovery import OutboxRecovery
 from stage_engine.store import transitions as transition_store
 from stage_engine.store.database import Database
-from stage_engine.store.transitions import PendingTransition
+from stage_engine.store.transitions import Cursor, PendingTransition
 
 log = logging.getLogger(__name__)
 
@@ -99,26 +98,22 @@ class Relay:
                 self._already_published = await self._recovery.run(partitions)
                 self._metrics.recovered.inc(len(self._already_published))
                 self._recovered_generation = generation
-            # The batch is shared among the partitions; a partition that filled its share
-            # may have more.
-            per_partition = max(1, self._batch_size // len(partitions))
             if self._db.is_sqlite:
-                rows, sent = await self._relay_apart(partitions, per_partition)
+                more, sent = await self._relay_apart(partitions)
             else:
-                rows, sent = await self._relay_together(partitions, per_partition)
+                more, sent = await self._relay_together(partitions)
         if sent:
             self._metrics.published.inc(sent)
-        counts = Counter(row.partition for row in rows)
-        return any(count >= per_partition for count in counts.values())
+        return more
 
-    async def _relay_together(
-        self, partitions: Collection[int], per_partition: int
-    ) -> tuple[list[PendingTransition], int]:
+    async def _relay_together(self, partitions: Collection[int]) -> tuple[bool, int]:
         """PostgreSQL: read the round's rows with the cursors locked, publish them, move
-        the cursors, and commit once Kafka acknowledged them."""
+        the cursors, and commit once Kafka acknowledged them. Whether more rows wait,
+        and how many rows were sent."""
         async with self._db.write() as conn:
             cursors = await transition_store.lock_cursors(conn, self._db, partitions)
-            rows = await transition_store.pending_transitions(conn, cursors, per_partition)
+            takes, more = self._round(cursors)
+            rows = await transition_store.pending_transitions(conn, takes)
             # Killed here: nothing was sent, the cursors stay.
             sent = 0
             if rows:
@@ -127,25 +122,32 @@ class Relay:
             # Killed here (or Kafka failed): the cursors stay. Rows already in the topic
             # are found there by the next owner's recovery and skipped.
         # Killed right after the commit: published, and the cursors are past them.
-        return rows, sent
+        return more, sent
 
-    async def _relay_apart(
-        self, partitions: Collection[int], per_partition: int
-    ) -> tuple[list[PendingTransition], int]:
+    async def _relay_apart(self, partitions: Collection[int]) -> tuple[bool, int]:
         """SQLite: read, publish, then move the cursors; a write transaction held across
         the publication would hold the database's one write lock that long."""
         async with self._db.read() as conn:
             cursors = await transition_store.lock_cursors(conn, self._db, partitions)
-            rows = await transition_store.pending_transitions(conn, cursors, per_partition)
+            takes, more = self._round(cursors)
+            rows = await transition_store.pending_transitions(conn, takes)
         if not rows:
-            return rows, 0
+            return more, 0
         sent = await self._publish(rows)
         # Killed right here: published, the cursors not moved; the next owner's recovery
         # finds these ids in the topic and skips them instead of re-sending.
         async with self._db.write() as conn:
             await transition_store.mark_published(conn, _last_seqs(rows))
         # Killed right after: published and past the cursors, nothing left to do.
-        return rows, sent
+        return more, sent
+
+    def _round(self, cursors: Mapping[int, Cursor]) -> tuple[dict[int, tuple[int, int]], bool]:
+        """What a round takes from each partition (after which seq, how many), and
+        whether rows are left waiting beyond it."""
+        waiting = {p: cursor.waiting for p, cursor in cursors.items() if cursor.waiting > 0}
+        shares = share(self._batch_size, waiting)
+        takes = {p: (cursors[p].published, n) for p, n in shares.items()}
+        return takes, sum(shares.values()) < sum(waiting.values())
 
     async def _publish(self, rows: list[PendingTransition]) -> int:
         """Send in seq order, but the rows recovery found in the topic, and wait for
@@ -188,6 +190,26 @@ class Relay:
             batch, self._topic, partition=partition
         )
         return future
+
+
+def share(batch: int, waiting: Mapping[int, int]) -> dict[int, int]:
+    """Split a round of `batch` rows among partitions by what waits in each: equal
+    shares, and what a partition cannot use goes to the others. A busy partition does
+    not starve the rest, and one partition alone gets the whole round."""
+    shares = dict.fromkeys(waiting, 0)
+    left = batch
+    open_ = sorted(p for p, n in waiting.items() if n > 0)
+    while left > 0 and open_:
+        each = max(1, left // len(open_))
+        still_open = []
+        for partition in open_:
+            take = min(each, waiting[partition] - shares[partition], left)
+            shares[partition] += take
+            left -= take
+            if shares[partition] < waiting[partition]:
+                still_open.append(partition)
+        open_ = still_open
+    return {p: n for p, n in shares.items() if n > 0}
 
 
 def _last_seqs(rows: list[PendingTransition]) -> dict[int, int]:

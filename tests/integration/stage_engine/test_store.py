@@ -43,7 +43,7 @@ from stage_engine.store.offsets import (
     move_offsets,
 )
 from stage_engine.store.tables import metadata, transitions, users
-from stage_engine.store.transitions import NewTransition
+from stage_engine.store.transitions import Cursor, NewTransition
 from stage_engine.store.users import StoredUser
 
 from shared.db import make_engine
@@ -204,12 +204,12 @@ async def test_a_transition_already_in_the_history_is_not_queued_again(db: Datab
         await transition_store.ensure_cursors(conn, db, [0, 1])
     async with db.read() as conn:
         cursors = await transition_store.lock_cursors(conn, db, [0, 1])
-        pending = await transition_store.pending_transitions(conn, cursors, per_partition=10)
+        pending = await transition_store.pending_transitions(conn, _takes(cursors, 10))
         assert await transition_store.outbox_backlog(conn, [0, 1]) == 1
         # PostgreSQL takes the server's time, SQLite the writer's.
         assert await transition_store.oldest_pending_at(conn, [1]) is not None
         assert await transition_store.oldest_pending_at(conn, [0]) is None
-    assert cursors == {0: 0, 1: 0}
+    assert cursors == {0: Cursor(published=0, queued=0), 1: Cursor(published=0, queued=1)}
     assert [(p.partition, p.seq, p.transition_id) for p in pending] == [
         (1, 1, step.transitions[0].id)
     ]
@@ -220,7 +220,7 @@ async def test_a_transition_already_in_the_history_is_not_queued_again(db: Datab
         assert await transition_store.outbox_backlog(conn, [0, 1]) == 0
         assert await transition_store.oldest_pending_at(conn, [0, 1]) is None
         cursors = await transition_store.lock_cursors(conn, db, [0, 1])
-        assert await transition_store.pending_transitions(conn, cursors, per_partition=10) == []
+        assert await transition_store.pending_transitions(conn, _takes(cursors, 10)) == []
 
 
 def test_migrate_command_prepares_an_embedded_database(tmp_path: Path) -> None:
@@ -253,6 +253,11 @@ async def blank_url(
         return
     async with extra_database(database_url) as url:
         yield url
+
+
+def _takes(cursors: dict[int, Cursor], rows: int) -> dict[int, tuple[int, int]]:
+    """Up to `rows` past each cursor."""
+    return {partition: (cursor.published, rows) for partition, cursor in cursors.items()}
 
 
 def _downgrade(connection: Connection, revision: str) -> None:
@@ -354,7 +359,7 @@ async def test_waiting_rows_become_the_first_seqs_of_their_partitions_on_upgrade
             assert await transition_store.outbox_backlog(conn, [3, 5]) == 3
             assert await transition_store.oldest_pending_at(conn, [3, 5]) == T0
             cursors = await transition_store.lock_cursors(conn, db, [3, 5])
-            waiting = await transition_store.pending_transitions(conn, cursors, per_partition=10)
+            waiting = await transition_store.pending_transitions(conn, _takes(cursors, 10))
             # The next transition of partition 3 follows them.
             step = advance(None, event("m", at=T0, type="identify", name=None, user_id="u"), CONFIG)
             await transition_store.record_transitions(
@@ -368,7 +373,7 @@ async def test_waiting_rows_become_the_first_seqs_of_their_partitions_on_upgrade
             back = (await conn.execute(select(*columns).order_by(outbox.c.seq))).all()
     finally:
         await db.dispose()
-    assert cursors == {3: 0, 5: 0}
+    assert cursors == {3: Cursor(published=0, queued=2), 5: Cursor(published=0, queued=1)}
     assert [(row.partition, row.seq, row.transition_id, row.subject) for row in waiting] == [
         (3, 1, "t-2", "u-1"),
         (3, 2, "t-1", "u-1"),
@@ -386,7 +391,7 @@ class _KafkaRefusedError(Exception):
 async def _relay_round_that_fails(db: Database) -> None:
     async with db.write() as conn:
         cursors = await transition_store.lock_cursors(conn, db, [0, 1])
-        rows = await transition_store.pending_transitions(conn, cursors, per_partition=2)
+        rows = await transition_store.pending_transitions(conn, _takes(cursors, 2))
         assert len(rows) == 4
         await transition_store.mark_published(conn, {0: 2, 1: 2})
         raise _KafkaRefusedError
@@ -410,9 +415,9 @@ async def test_the_relay_reads_rows_in_order_and_moves_cursors_only_on_commit(
         await _relay_round_that_fails(db)
     async with db.write() as conn:
         cursors = await transition_store.lock_cursors(conn, db, [0, 1])
-        taken = await transition_store.pending_transitions(conn, cursors, per_partition=2)
+        taken = await transition_store.pending_transitions(conn, _takes(cursors, 2))
         await transition_store.mark_published(conn, {0: 2, 1: 2})
-    assert cursors == {0: 0, 1: 0}
+    assert cursors == {0: Cursor(published=0, queued=3), 1: Cursor(published=0, queued=3)}
     assert [(row.partition, row.seq, row.subject) for row in taken] == [
         (0, 1, "u0"),
         (0, 2, "u2"),
@@ -424,9 +429,9 @@ async def test_the_relay_reads_rows_in_order_and_moves_cursors_only_on_commit(
     async with db.write() as conn:
         await transition_store.mark_published(conn, {1: 1})  # never backwards
         cursors = await transition_store.lock_cursors(conn, db, [0, 1])
-        rest = await transition_store.pending_transitions(conn, cursors, per_partition=10)
+        rest = await transition_store.pending_transitions(conn, _takes(cursors, 10))
         assert await transition_store.outbox_backlog(conn, [0, 1]) == 2
-    assert cursors == {0: 2, 1: 2}
+    assert cursors == {0: Cursor(published=2, queued=3), 1: Cursor(published=2, queued=3)}
     assert [row.subject for row in rest] == ["u4", "u5"]
 
 
@@ -475,9 +480,9 @@ async def test_a_second_relay_of_a_partition_waits_for_the_first(database_url: s
             async with db.write() as conn:
                 await transition_store.ensure_cursors(conn, db, [0, 1])
             async with db.write() as relaying:
-                assert await transition_store.lock_cursors(relaying, db, [0]) == {0: 0}
+                assert await transition_store.lock_cursors(relaying, db, [0]) == {0: Cursor(0, 0)}
                 async with db.write() as other:
-                    assert await transition_store.lock_cursors(other, db, [1]) == {1: 0}
+                    assert await transition_store.lock_cursors(other, db, [1]) == {1: Cursor(0, 0)}
                     await other.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
                     with pytest.raises(DBAPIError, match="lock timeout"):
                         await transition_store.lock_cursors(other, db, [0])

@@ -240,55 +240,85 @@ async def ensure_cursors(conn: AsyncConnection, db: Database, partitions: Collec
         )
 
 
+class Cursor(NamedTuple):
+    """Where a partition's outbox stands."""
+
+    published: int  # the last seq Kafka acknowledged
+    queued: int  # the last seq reserved (0 before the first)
+
+    @property
+    def waiting(self) -> int:
+        return self.queued - self.published
+
+
 async def lock_cursors(
     conn: AsyncConnection, db: Database, partitions: Collection[int]
-) -> dict[int, int]:
-    """The published seq of each of `partitions` that has a cursor row.
+) -> dict[int, Cursor]:
+    """The cursor of each of `partitions` that has a cursor row, with its queue head.
 
     A partition without one is left out (it is not relayed until ensure_cursors made
-    it). PostgreSQL: the rows are locked until the transaction ends, so a second relay
-    of a partition (its old owner, before it noticed the handover) waits for this
+    it). PostgreSQL: the cursor rows are locked until the transaction ends, so a second
+    relay of a partition (its old owner, before it noticed the handover) waits for this
     round's commit and reads the moved cursor, instead of publishing the same rows.
+    The heads are read, not locked: a writer reserving seqs meanwhile is not held up.
     """
     if not partitions:
         return {}
     query = (
-        select(outbox_cursors.c.partition, outbox_cursors.c.published_seq)
+        select(
+            outbox_cursors.c.partition,
+            outbox_cursors.c.published_seq,
+            func.coalesce(outbox_heads.c.queued_seq, 0),
+        )
+        .select_from(
+            outbox_cursors.outerjoin(
+                outbox_heads, outbox_heads.c.partition == outbox_cursors.c.partition
+            )
+        )
         .where(among(conn, outbox_cursors.c.partition, sorted(partitions)))
         .order_by(outbox_cursors.c.partition)
     )
     if not db.is_sqlite:
-        query = query.with_for_update()
-    return dict((await conn.execute(query)).all())
+        query = query.with_for_update(of=outbox_cursors)
+    return {
+        partition: Cursor(published, queued)
+        for partition, published, queued in (await conn.execute(query)).all()
+    }
 
 
-# Per partition, the rows past its cursor, in seq order: an index range scan each.
+# Per partition, the first `take` rows past its cursor, in seq order: an index range
+# scan each.
 _PG_PENDING = """
 SELECT q.partition, q.seq, q.id, q.subject, q.body
-FROM unnest($1::int[], $2::bigint[]) AS c(partition, after)
+FROM unnest($1::int[], $2::bigint[], $3::int[]) AS c(partition, after, take)
 CROSS JOIN LATERAL (
     SELECT partition, seq, id, subject, body FROM stage_engine_transitions
     WHERE partition = c.partition AND seq > c.after
     ORDER BY seq
-    LIMIT $3
+    LIMIT c.take
 ) AS q
 """
 
 
 async def pending_transitions(
-    conn: AsyncConnection, cursors: Mapping[int, int], per_partition: int
+    conn: AsyncConnection, takes: Mapping[int, tuple[int, int]]
 ) -> list[PendingTransition]:
-    """Up to `per_partition` rows past each cursor, in seq order within a partition."""
-    if not cursors:
+    """For each partition -> (after, take): the first `take` rows past seq `after`, in
+    seq order within a partition."""
+    if not takes:
         return []
     if conn.dialect.name == "postgresql":
         driver = await driver_connection(conn)
+        partitions = list(takes)
         records = await driver.fetch(
-            _PG_PENDING, list(cursors), list(cursors.values()), per_partition
+            _PG_PENDING,
+            partitions,
+            [takes[p][0] for p in partitions],
+            [takes[p][1] for p in partitions],
         )
         return [PendingTransition(*record) for record in records]
     found: list[PendingTransition] = []
-    for partition, after in sorted(cursors.items()):
+    for partition, (after, take) in sorted(takes.items()):
         query = (
             select(
                 transitions.c.partition,
@@ -299,7 +329,7 @@ async def pending_transitions(
             )
             .where(transitions.c.partition == partition, transitions.c.seq > after)
             .order_by(transitions.c.seq)
-            .limit(per_partition)
+            .limit(take)
         )
         found.extend(PendingTransition(*row) for row in (await conn.execute(query)).all())
     return found
