@@ -10,6 +10,10 @@ Rows waiting in the outbox become the first seqs of their partitions, in outbox
 order, with the outbox row's creation time as `queued_at`. Downgrading queues the
 transitions past each cursor again in the outbox table of revision 0003.
 
+The queue index is built inside the migration's transaction, by one scan of the
+history, which stays locked against writes for that long (the engine migrates before
+it starts consuming). Its entries are only the rows that get a seq.
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-23
