@@ -223,6 +223,30 @@ async def test_a_transition_already_in_the_history_is_not_queued_again(db: Datab
         assert await transition_store.pending_transitions(conn, _takes(cursors, 10)) == []
 
 
+async def test_known_ids_among_new_ones_leave_no_gap_in_the_seqs(db: Database) -> None:
+    """The batch that repeats an emitted id (on PostgreSQL: the COPY fails, and the
+    skipping statements run) queues only its new ids, at the next seqs."""
+    steps = [
+        advance(None, event(f"m{n}", at=T0, type="identify", name=None, user_id=f"u{n}"), CONFIG)
+        for n in range(3)
+    ]
+    first, second, third = ([NewTransition(t, 2) for t in s.transitions] for s in steps)
+    async with db.write() as conn:
+        assert await transition_store.record_transitions(conn, db, first, now=T0) == len(first)
+    async with db.write() as conn:
+        repeated = second + first + third
+        added = await transition_store.record_transitions(conn, db, repeated, now=T0)
+        await transition_store.ensure_cursors(conn, db, [2])
+    async with db.read() as conn:
+        cursors = await transition_store.lock_cursors(conn, db, [2])
+        pending = await transition_store.pending_transitions(conn, _takes(cursors, 100))
+    expected = [item.transition.id for item in first + second + third]
+    assert added == len(second) + len(third)
+    assert cursors == {2: Cursor(published=0, queued=len(expected))}
+    assert [row.transition_id for row in pending] == expected
+    assert [row.seq for row in pending] == list(range(1, len(expected) + 1))
+
+
 def test_migrate_command_prepares_an_embedded_database(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     done = subprocess.run(
