@@ -1,4 +1,7 @@
-"""Periodic chores: the gauges read from the database, and the dedup window's pruning."""
+"""Periodic chores: the gauges read from the database, and the dedup window's pruning.
+
+The outbox backlog gauge is not here: the backpressure loop counts it every second.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from datetime import timedelta
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
 from stage_engine.store import dedup, queries
-from stage_engine.store import transitions as transition_store
 from stage_engine.store.database import Database
 from stage_engine.timers import TimerTime
 
@@ -48,11 +50,9 @@ class Housekeeping:
                 now = self._time.now_for(partition)
                 if now is not None:
                     due += await queries.due_count(conn, partition, now)
-            backlog = await transition_store.outbox_backlog(conn, partitions)
         for stage, count in per_stage.items():
             self._metrics.users.labels(stage).set(count)
         self._metrics.due_backlog.set(due)
-        self._metrics.outbox_backlog.set(backlog)
 
     async def prune_dedup(self) -> int:
         """Forget messageIds received before the window, for owned partitions."""

@@ -93,6 +93,8 @@ class Relay:
                 return False
             generation = self._ownership.generation
             if self._recovered_generation != generation:
+                # Killed right after: the cursor rows exist at 0 or where they were, which
+                # is all the next start needs; it makes them again, idempotently.
                 async with self._db.write() as conn:
                     await transition_store.ensure_cursors(conn, self._db, partitions)
                 self._already_published = await self._recovery.run(partitions)

@@ -13,9 +13,8 @@ from datetime import datetime
 from typing import NamedTuple, cast
 
 import asyncpg
-from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.selectable import Join
 
 from stage_engine.lifecycle.emit import Emitted
 from stage_engine.store.database import Database, among, chunks, driver_connection
@@ -45,7 +44,8 @@ async def record_transitions(
     An id already in the history was emitted before (ids are deterministic), so it is
     never queued twice. Part of the batch transaction: killed before the commit, none
     is recorded, no seq is taken, and the same ones are produced again by the replayed
-    batch. Returns how many were new.
+    batch. Returns how many were new. `now` is the rows' `queued_at` on SQLite;
+    PostgreSQL takes its own clock's (the column's default).
     """
     # One row per id, in emission order: seqs follow it, so one user's transitions are
     # published in the order they were made.
@@ -353,20 +353,23 @@ async def mark_published(conn: AsyncConnection, published: Mapping[int, int]) ->
     await conn.execute(statement, [{"p": p, "seq": seq} for p, seq in sorted(published.items())])
 
 
-def _past_cursor(partitions: Collection[int]) -> tuple[Join, ColumnElement[bool]]:
-    """Rows of `partitions` past their cursors (a partition without one has published nothing)."""
-    cursor = func.coalesce(outbox_cursors.c.published_seq, 0)
-    joined = transitions.outerjoin(
-        outbox_cursors, outbox_cursors.c.partition == transitions.c.partition
+async def _published_seqs(conn: AsyncConnection, partitions: Collection[int]) -> dict[int, int]:
+    """Each partition's cursor; a partition without a cursor row has published nothing."""
+    query = select(outbox_cursors.c.partition, outbox_cursors.c.published_seq).where(
+        outbox_cursors.c.partition.in_(sorted(partitions))
     )
-    return joined, and_(transitions.c.partition.in_(sorted(partitions)), transitions.c.seq > cursor)
+    found: dict[int, int] = dict(cast("list[tuple[int, int]]", (await conn.execute(query)).all()))
+    return {partition: found.get(partition, 0) for partition in partitions}
 
 
 async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) -> datetime | None:
-    """When the first row past each cursor was queued; the earliest of them."""
+    """When the first row past each cursor was queued; the earliest of them.
+
+    A partition's first waiting row bounds all of its waiting rows: seqs commit in
+    order, so none of them was committed (let alone published) before that row's
+    transaction began."""
     oldest: datetime | None = None
-    for partition in sorted(partitions):
-        cursor = await _cursor(conn, partition)
+    for partition, cursor in sorted((await _published_seqs(conn, partitions)).items()):
         query = (
             select(transitions.c.queued_at)
             .where(transitions.c.partition == partition, transitions.c.seq > cursor)
@@ -379,12 +382,6 @@ async def oldest_pending_at(conn: AsyncConnection, partitions: Collection[int]) 
     return oldest
 
 
-async def _cursor(conn: AsyncConnection, partition: int) -> int:
-    query = select(outbox_cursors.c.published_seq).where(outbox_cursors.c.partition == partition)
-    found: int | None = (await conn.execute(query)).scalar_one_or_none()
-    return found or 0
-
-
 async def pending_among(
     conn: AsyncConnection, partitions: Collection[int], transition_ids: Collection[str]
 ) -> set[str]:
@@ -392,14 +389,14 @@ async def pending_among(
     found: set[str] = set()
     if not partitions:
         return found
-    joined, past = _past_cursor(partitions)
+    cursors = await _published_seqs(conn, partitions)
     for chunk in chunks(sorted(transition_ids)):
-        query = (
-            select(transitions.c.id)
-            .select_from(joined)
-            .where(among(conn, transitions.c.id, chunk), past)
+        query = select(transitions.c.id, transitions.c.partition, transitions.c.seq).where(
+            among(conn, transitions.c.id, chunk)
         )
-        found.update((await conn.execute(query)).scalars())
+        for tid, partition, seq in (await conn.execute(query)).all():
+            if partition in cursors and seq is not None and seq > cursors[partition]:
+                found.add(tid)
     return found
 
 
