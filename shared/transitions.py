@@ -124,7 +124,8 @@ def transition_id(
     user_id: str, kind: TransitionKind, occurred_at: datetime, discriminator: str = ""
 ) -> str:
     """Same user, kind, moment and discriminator (target stage, milestone, flag) → same id."""
-    name = "|".join((user_id, kind.value, _isoformat(occurred_at), discriminator))
+    # a StrEnum member is a str: join() takes its value without the 0.2 µs `.value` lookup
+    name = "|".join((user_id, kind, _isoformat(occurred_at), discriminator))
     return _uuid5(name)
 
 

@@ -6,8 +6,11 @@ start-up with a ConfigError naming the bad key and value, never at the first eve
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -29,6 +32,19 @@ DEFAULT_CONTACT_TRAITS = (
     "push_token",
     "locale",
 )
+
+
+class Spans(NamedTuple):
+    """The configured day counts as timedeltas. The timer rules add them to a moment
+    several times per fired timer, and `days * timedelta(days=1)` costs 0.35 µs each
+    time (about a tenth of expire())."""
+
+    onboarding: timedelta
+    silent_after: timedelta
+    churn_after: timedelta
+    # (days, as a timedelta) of each milestone, in increasing order
+    milestones: tuple[tuple[int, timedelta], ...]
+    negative_feedback_window: timedelta
 
 
 class ConfigError(LifecycleError):
@@ -87,6 +103,24 @@ class LifecycleConfig(BaseModel):
                 f"milestone_days={list(days)} must be positive whole days in increasing order"
             )
         return self
+
+    @cached_property
+    def spans(self) -> Spans:
+        day = timedelta(days=1)
+        return Spans(
+            onboarding=self.onboarding_days * day,
+            silent_after=self.silent_after_days * day,
+            churn_after=self.churn_after_days * day,
+            milestones=tuple((days, days * day) for days in self.milestone_days),
+            negative_feedback_window=self.negative_feedback_window_days * day,
+        )
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A validated copy. pydantic's own copies the instance dict, with `spans` cached
+        from the old values, and does not validate `update`."""
+        del deep  # every field is immutable (numbers, tuples, frozen models): nothing to deepen
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        return self.model_validate({**fields, **(update or {})})
 
 
 def load_lifecycle_config(path: Path | None) -> LifecycleConfig:

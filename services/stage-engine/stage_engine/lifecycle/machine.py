@@ -18,7 +18,7 @@ from stage_engine.lifecycle.config import LifecycleConfig
 from stage_engine.lifecycle.emit import Emitted, Reason, RiskFlag
 from stage_engine.lifecycle.rfm import RfmEdges, score
 from stage_engine.lifecycle.state import Draft, UserState
-from stage_engine.lifecycle.timers import DAY, fire_due, next_due, refresh_rfm
+from stage_engine.lifecycle.timers import fire_due, next_due, refresh_rfm
 
 # (from stage, reason, moment) of the one stage change an event can make.
 StageChange = tuple[Stage | None, str, datetime]
@@ -217,7 +217,7 @@ def _negative_feedback(
         return
     state.last_negative_feedback_at = at
     # A late complaint whose window already closed raises nothing.
-    if at + config.negative_feedback_window_days * DAY > state.last_event_at:
+    if at + config.spans.negative_feedback_window > state.last_event_at:
         _flag(state, RiskFlag.NEGATIVE_FEEDBACK, True, raised)  # noqa: FBT003
 
 

@@ -31,6 +31,7 @@ TraitValue = str | int | float | bool | None
 # ordinal): at most 2 x activity_window_days counts, so the state stays bounded.
 ActivityCounts = tuple[int, ...]
 _ZERO = timedelta(0)
+_new_tuple = tuple.__new__
 EnumT = TypeVar("EnumT", bound=Enum)
 
 
@@ -202,30 +203,34 @@ class Draft:
         return self.revenue / self.orders if self.orders else 0.0
 
     def freeze(self) -> UserState:
-        return UserState(
-            self.user_id,
-            self.is_anonymous,
-            self.stage,
-            self.stage_since,
-            self.next_due_at,
-            self.last_event_at,
-            self.first_seen_at,
-            self.signed_up_at,
-            self.last_active_at,
-            self.orders,
-            self.revenue,
-            self.first_order_at,
-            self.last_order_at,
-            self.last_order_value,
-            self.purchase_level,
-            self.rfm,
-            self.risk_flags,
-            self.last_negative_feedback_at,
-            self.milestone_reached_days,
-            self.activity_first_day,
-            self.activity_counts,
-            self.traits,
-            self.traits_at,
+        # tuple.__new__ skips the NamedTuple's generated __new__ (23 arguments to bind)
+        return _new_tuple(
+            UserState,
+            (
+                self.user_id,
+                self.is_anonymous,
+                self.stage,
+                self.stage_since,
+                self.next_due_at,
+                self.last_event_at,
+                self.first_seen_at,
+                self.signed_up_at,
+                self.last_active_at,
+                self.orders,
+                self.revenue,
+                self.first_order_at,
+                self.last_order_at,
+                self.last_order_value,
+                self.purchase_level,
+                self.rfm,
+                self.risk_flags,
+                self.last_negative_feedback_at,
+                self.milestone_reached_days,
+                self.activity_first_day,
+                self.activity_counts,
+                self.traits,
+                self.traits_at,
+            ),
         )
 
 
