@@ -20,6 +20,8 @@ from stage_engine.lifecycle.emit import Emitted
 from stage_engine.store.database import Database, among, chunks, driver_connection
 from stage_engine.store.tables import outbox_cursors, outbox_heads, transitions
 
+_new_tuple = tuple.__new__
+
 
 class NewTransition(NamedTuple):
     """A NamedTuple: made once per fired timer, at a third of a dataclass's cost."""
@@ -316,7 +318,8 @@ async def pending_transitions(
             [takes[p][0] for p in partitions],
             [takes[p][1] for p in partitions],
         )
-        return [PendingTransition(*record) for record in records]
+        # the record's values in the NamedTuple's order, without binding its arguments
+        return [_new_tuple(PendingTransition, record) for record in records]
     found: list[PendingTransition] = []
     for partition, (after, take) in sorted(takes.items()):
         query = (
