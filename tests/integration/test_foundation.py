@@ -9,9 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import asyncpg
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from shared.codec import decode, encode
 from shared.db import make_engine
@@ -86,6 +88,29 @@ async def test_postgres_round_trip(fresh_database_url: str) -> None:
             body = (await conn.execute(text("select body from probe where id = 1"))).scalar_one()
         assert body == {"a": 1}
         assert int(version.split(".")[0]) >= 13
+    finally:
+        await engine.dispose()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(
+    fresh_database_url: str,
+) -> None:
+    """PostgreSQL restarted or the network cut while a connection sat in the pool: the
+    next checkout pings it, finds it dead and hands out a new one; the caller's first
+    statement runs. (Without the ping that statement fails on the dead connection.)"""
+    engine = make_engine(fresh_database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            pooled = (await conn.execute(text("select pg_backend_pid()"))).scalar_one()
+        url = make_url(fresh_database_url).set(drivername="postgresql")
+        other = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            assert await other.fetchval("select pg_terminate_backend($1)", pooled) is True
+        finally:
+            await other.close()
+        async with engine.connect() as conn:
+            serving = (await conn.execute(text("select pg_backend_pid()"))).scalar_one()
+        assert serving != pooled
     finally:
         await engine.dispose()
 

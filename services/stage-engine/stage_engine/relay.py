@@ -188,6 +188,9 @@ class Relay:
         return len(rows) - skipped
 
     async def _send(self, batch: BatchBuilder, partition: int) -> asyncio.Future[Any]:
+        # Closed, the batch goes out at once: an open one waits out the producer's
+        # linger (5 ms) first, for records that a whole round's batch never gets.
+        batch.close()
         future: asyncio.Future[Any] = await self._producer.send_batch(
             batch, self._topic, partition=partition
         )

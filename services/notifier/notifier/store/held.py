@@ -1,6 +1,6 @@
 """A connection a loop keeps between its transactions.
 
-The shared engine pings each connection it hands out (pool_pre_ping); a loop
+The shared engine pings each connection it hands out (shared.db); a loop
 that commits a hundred times a second would pay that round trip every time.
 Holding one connection per loop avoids it. If the connection breaks, the
 error propagates and the loop stops (the service exits to be restarted; all
