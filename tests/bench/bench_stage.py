@@ -589,7 +589,10 @@ def main() -> int:
     parser.add_argument("--naive-events", type=int, default=5_000)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--timers", type=int, default=1_000_000)
-    parser.add_argument("--timer-batch", type=int, default=5000)
+    # Rows per timer round. The engine runs 6 rounds at once (its default): 6 x 5,000
+    # rows in flight peaked at 289 MB of RSS, 6 x 3,000 at 217 MB (21,781 fired/s
+    # against 22,296), 6 x 2,000 (the service's default) at 177 MB (20,466/s).
+    parser.add_argument("--timer-batch", type=int, default=3000)
     parser.add_argument("--timers-deadline", type=float, default=900.0)
     only = parser.add_mutually_exclusive_group()
     only.add_argument(

@@ -73,31 +73,8 @@ class UserState(NamedTuple):
         return self.revenue / self.orders if self.orders else 0.0
 
     def thaw(self) -> Draft:
-        return Draft(
-            self.user_id,
-            self.is_anonymous,
-            self.stage,
-            self.stage_since,
-            self.next_due_at,
-            self.last_event_at,
-            self.first_seen_at,
-            self.signed_up_at,
-            self.last_active_at,
-            self.orders,
-            self.revenue,
-            self.first_order_at,
-            self.last_order_at,
-            self.last_order_value,
-            self.purchase_level,
-            self.rfm,
-            self.risk_flags,
-            self.last_negative_feedback_at,
-            self.milestone_reached_days,
-            self.activity_first_day,
-            self.activity_counts,
-            self.traits,
-            self.traits_at,
-        )
+        # Draft declares the same fields in the same order (a unit test compares them)
+        return Draft(*self)
 
     def to_dict(self) -> dict[str, Any]:
         """An orjson-serialisable dict (datetimes stay datetime objects), stable field order."""
@@ -203,7 +180,9 @@ class Draft:
         return self.revenue / self.orders if self.orders else 0.0
 
     def freeze(self) -> UserState:
-        # tuple.__new__ skips the NamedTuple's generated __new__ (23 arguments to bind)
+        # Read field by field: the interpreter's cached slot reads are twice as fast
+        # as one attrgetter over all 23 names. tuple.__new__ skips the NamedTuple's
+        # generated __new__ (23 arguments to bind).
         return _new_tuple(
             UserState,
             (
