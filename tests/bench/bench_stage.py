@@ -551,13 +551,15 @@ async def timers_part(
         await seed_due_users(timers_url, args.timers)
         print(f"seeded {args.timers} due users in {time.perf_counter() - t:.1f} s")
         # The outbox may hold every transition: firing is measured, not the relay's pace
-        # (which is printed too; in service the backlog limit holds the timers back).
+        # (which is printed too; in service timers hold back at 20,000 waiting rows and
+        # fire at the relay's pace).
         engine = EngineProcess(
             topics,
             timers_url,
             log,
             STAGE_TIMER_BATCH_SIZE=str(args.timer_batch),
             STAGE_OUTBOX_MAX_BACKLOG=str(args.timers + 1),
+            STAGE_TIMER_MAX_BACKLOG=str(args.timers + 1),
         )
         try:
             rate, published = await timer_rates(engine, args.timers, args.timers_deadline)

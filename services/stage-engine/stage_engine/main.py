@@ -20,6 +20,7 @@ from stage_engine.lifecycle import LifecycleConfig, load_lifecycle_config
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
 from stage_engine.poll_loop import PollLoop
+from stage_engine.priority import EventsFirst
 from stage_engine.rebalance import SeekToStoredOffsets
 from stage_engine.recovery import OutboxRecovery
 from stage_engine.relay import Relay
@@ -90,7 +91,11 @@ async def start_engine(
         ),
     )
     pressure = OutboxPressure(
-        db=db, ownership=ownership, metrics=metrics, max_backlog=settings.stage_outbox_max_backlog
+        db=db,
+        ownership=ownership,
+        metrics=metrics,
+        max_backlog=settings.stage_outbox_max_backlog,
+        timer_max_backlog=settings.stage_timer_max_backlog,
     )
     relay = Relay(
         db=db,
@@ -108,6 +113,7 @@ async def start_engine(
         batch_size=settings.stage_relay_batch_size,
         interval_s=settings.stage_relay_interval_ms / 1000,
     )
+    events_first = EventsFirst()
     timers = TimerLoop(
         db=db,
         ownership=ownership,
@@ -120,6 +126,7 @@ async def start_engine(
         pressure=pressure,
         interval_s=settings.stage_timer_interval_ms / 1000,
         on_fired=relay.wake,
+        events_first=events_first,
     )
     event_clock = settings.stage_clock == "event"
 
@@ -142,6 +149,7 @@ async def start_engine(
         max_consecutive_poison=settings.stage_max_consecutive_poison,
         pressure=pressure,
         on_committed=committed,
+        events_first=events_first,
     )
     rfm = None
     if settings.stage_rfm_refresh_seconds > 0:

@@ -86,3 +86,8 @@ class EngineMetrics:
             "1 while consumption waits for the outbox to drain (backpressure)",
             registry=r,
         )
+        self.timers_paused = Gauge(
+            f"{_PREFIX}_timers_paused",
+            "1 while the timer loop waits for the outbox to drain (backpressure)",
+            registry=r,
+        )

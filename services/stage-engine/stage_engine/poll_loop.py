@@ -22,6 +22,7 @@ from stage_engine.decode import DecodedBatch, decode_batch
 from stage_engine.lifecycle import LifecycleConfig
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
+from stage_engine.priority import EventsFirst
 from stage_engine.store.database import Database
 from stage_engine.store.offsets import FencedError, load_offsets
 
@@ -49,6 +50,7 @@ class PollLoop:
         max_consecutive_poison: int,
         pressure: OutboxPressure,
         on_committed: Callable[[], None],
+        events_first: EventsFirst,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -63,6 +65,7 @@ class PollLoop:
         self._max_poison = max_consecutive_poison
         self._pressure = pressure
         self._on_committed = on_committed
+        self._events_first = events_first
         self._poison_streak = 0
         self._paused = False
         self._kafka_offsets: dict[TopicPartition, int] = {}
@@ -75,7 +78,8 @@ class PollLoop:
                 timeout_ms=self._poll_timeout_ms, max_records=self._max_records
             )
             if polled:
-                await self.handle(polled)
+                with self._events_first.batch():
+                    await self.handle(polled)
             self._update_lag()
 
     async def handle(self, polled: dict[TopicPartition, list[Any]]) -> None:

@@ -1,4 +1,4 @@
-"""The outbox backlog brakes consumption and timers, with hysteresis."""
+"""The outbox backlog brakes timers, then consumption, each with hysteresis."""
 
 from __future__ import annotations
 
@@ -42,7 +42,12 @@ def ownership() -> Ownership:
 async def test_over_the_limit_until_drained_below_half(db: Database, ownership: Ownership) -> None:
     metrics = EngineMetrics()
     pressure = OutboxPressure(
-        db=db, ownership=ownership, metrics=metrics, max_backlog=4, check_interval_s=0
+        db=db,
+        ownership=ownership,
+        metrics=metrics,
+        max_backlog=4,
+        timer_max_backlog=4,
+        check_interval_s=0,
     )
     # 6 rows queued for partition 0 (owned), 9 for partition 1 (not owned).
     await _queued(db, {0: 6, 1: 9})
@@ -60,12 +65,50 @@ async def test_over_the_limit_until_drained_below_half(db: Database, ownership: 
     assert metrics.registry.get_sample_value("stage_engine_outbox_backlog") == 11
 
 
+async def test_timers_hold_back_at_their_own_limit_and_consumption_only_at_the_outbox_limit(
+    db: Database, ownership: Ownership
+) -> None:
+    """A mass of due timers stops at the timers' limit; events keep flowing below it."""
+    metrics = EngineMetrics()
+    pressure = OutboxPressure(
+        db=db,
+        ownership=ownership,
+        metrics=metrics,
+        max_backlog=8,
+        timer_max_backlog=4,
+        check_interval_s=0,
+    )
+    verdicts: list[tuple[int, bool, bool]] = []
+    for waiting in (4, 5, 3, 2, 9, 4):
+        await _waiting(db, waiting)
+        consumption_held = await pressure.refresh()
+        verdicts.append((waiting, pressure.timers_over, consumption_held))
+        assert metrics.registry.get_sample_value("stage_engine_timers_paused") == int(
+            pressure.timers_over
+        )
+    # (waiting, timers held, consumption held): timers from over their limit (4) until
+    # half of it (2); consumption from over the outbox limit (8) until half of it.
+    assert verdicts == [
+        (4, False, False),
+        (5, True, False),
+        (3, True, False),
+        (2, False, False),
+        (9, True, True),
+        (4, True, False),
+    ]
+
+
 async def test_the_loop_counts_apart_and_the_braked_loops_read_its_verdict(
     db: Database, ownership: Ownership
 ) -> None:
     """`over` follows the outbox while run() goes on, with nobody awaiting a count."""
     pressure = OutboxPressure(
-        db=db, ownership=ownership, metrics=EngineMetrics(), max_backlog=2, check_interval_s=0.01
+        db=db,
+        ownership=ownership,
+        metrics=EngineMetrics(),
+        max_backlog=2,
+        timer_max_backlog=2,
+        check_interval_s=0.01,
     )
     counting = asyncio.create_task(pressure.run())
     try:
@@ -106,3 +149,11 @@ async def _published(db: Database, cursors: dict[int, int]) -> None:
             outbox_cursors.insert(),
             [{"partition": p, "published_seq": n} for p, n in cursors.items()],
         )
+
+
+async def _waiting(db: Database, rows: int) -> None:
+    """Partition 0 with `rows` queued and none published."""
+    async with db.write() as conn:
+        await conn.execute(outbox_heads.delete())
+        await conn.execute(outbox_heads.insert(), [{"partition": 0, "queued_seq": rows}])
+    await _published(db, {0: 0})
