@@ -37,9 +37,6 @@ from stage_engine.store.users import LockedUser
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-# A round hands the event loop back after this many rows of rules (~7 ms of Python),
-# so an event batch that started meanwhile waits for slices, not whole rounds.
-RULES_SLICE = 500
 # How long the timer loop keeps the timer lock (and so a rebalance waiting) at most,
 # beyond the rounds in flight. Each pass ends with its workers' last rounds finishing
 # one by one, the others idle. bench-stage's 1M-timer run, one run each: 15,072/s
@@ -199,9 +196,7 @@ class TimerLoop:
                 return 0
             fired: list[LockedUser] = []
             emitted: list[NewTransition] = []
-            for index, locked in enumerate(due):
-                if index and not index % RULES_SLICE:
-                    await asyncio.sleep(0)  # let an event batch take its turn (priority.py)
+            for locked in due:
                 partition = locked.partition
                 state, transitions = expire(locked.state, now, config)
                 fired.append(LockedUser(state, partition, locked.row))
