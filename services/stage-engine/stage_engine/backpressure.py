@@ -38,6 +38,27 @@ log = logging.getLogger(__name__)
 CHECK_INTERVAL_S = 1.0
 
 
+class _Brake:
+    """Held from a backlog over `limit` until one at or under half of it (hysteresis)."""
+
+    def __init__(self, what: str, limit: int, *, level: int) -> None:
+        self.what = what
+        self.limit = limit
+        self.level = level  # of the "holding back" line
+        self.held = False
+
+    def judge(self, backlog: int) -> bool:
+        if not self.held and backlog > self.limit:
+            self.held = True
+            log.log(
+                self.level, f"holding {self.what} back: outbox backlog", extra={"backlog": backlog}
+            )
+        elif self.held and backlog <= self.limit // 2:
+            self.held = False
+            log.info(f"{self.what} goes on: outbox backlog", extra={"backlog": backlog})
+        return self.held
+
+
 class OutboxPressure:
     def __init__(
         self,
@@ -52,13 +73,20 @@ class OutboxPressure:
         self._db = db
         self._ownership = ownership
         self._metrics = metrics
-        self._max_backlog = max_backlog
-        self._timer_max_backlog = timer_max_backlog
         self._check_interval_s = check_interval_s
-        # True from a backlog over the limit until one under half of it: consumption waits.
-        self.over = False
-        # True from a backlog over the timers' limit until one under half of it.
-        self.timers_over = False
+        self._consumption = _Brake("consumption", max_backlog, level=logging.WARNING)
+        # routine while a mass of timers falls due: not a warning
+        self._timers = _Brake("timers", timer_max_backlog, level=logging.INFO)
+
+    @property
+    def over(self) -> bool:
+        """Consumption waits."""
+        return self._consumption.held
+
+    @property
+    def timers_over(self) -> bool:
+        """Timer rounds wait."""
+        return self._timers.held
 
     async def run(self) -> None:
         while True:
@@ -70,18 +98,6 @@ class OutboxPressure:
         async with self._db.read() as conn:
             backlog = await transition_store.outbox_backlog(conn, self._ownership.partitions)
         self._metrics.outbox_backlog.set(backlog)
-        if not self.over and backlog > self._max_backlog:
-            self.over = True
-            log.warning("holding consumption back: outbox backlog", extra={"backlog": backlog})
-        elif self.over and backlog <= self._max_backlog // 2:
-            self.over = False
-            log.info("consumption goes on: outbox backlog", extra={"backlog": backlog})
-        if not self.timers_over and backlog > self._timer_max_backlog:
-            self.timers_over = True
-            log.info("holding timers back: outbox backlog", extra={"backlog": backlog})
-        elif self.timers_over and backlog <= self._timer_max_backlog // 2:
-            self.timers_over = False
-            log.info("timers go on: outbox backlog", extra={"backlog": backlog})
-        self._metrics.paused.set(1 if self.over else 0)
-        self._metrics.timers_paused.set(1 if self.timers_over else 0)
+        self._metrics.paused.set(int(self._consumption.judge(backlog)))
+        self._metrics.timers_paused.set(int(self._timers.judge(backlog)))
         return self.over
