@@ -212,7 +212,7 @@ async def naive(topics: Topics, database_url: str, limit: int) -> float:
                     event = decode(Event, record.value)
                     now = datetime.now(UTC)
                     async with db.write() as conn:  # one transaction per event
-                        found = await user_store.lock_users(conn, [event.partition_key])
+                        found = await user_store.lock_users(conn, [event.partition_key], now=now)
                         stored = found.get(event.partition_key)
                         step = advance(stored.state if stored else None, event, config)
                         row = StoredUser(step.state, stored.partition if stored else tp.partition)

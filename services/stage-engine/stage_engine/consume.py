@@ -3,7 +3,8 @@
 1. record the batch's messageIds, dropping those applied within the dedup window (or
    twice in the batch);
 2. lock the user rows of every key the batch names in one query, in user-id order, then
-   read their aliases (and lock the alias targets not locked yet);
+   read their aliases (and lock the alias targets not locked yet); a stored row that can
+   no longer be read is quarantined (store/quarantine.py) and the user starts afresh;
 3. apply the pure core (merges, advance) in offset order per partition;
 4. write: states (multi-row upsert), merged-away rows deleted, aliases, transitions into
    the history, queued in the outbox as the next seqs of their partitions;
@@ -14,18 +15,31 @@ Killed anywhere before the commit: nothing of the batch is stored, it is consume
 from the stored offsets and produces the same rows and the same transition ids.
 Killed right after: the batch is done; at most the Kafka offset commit (lag display
 only) is missing.
+
+A batch that fails for a reason of its own records (the rules refuse a value, the
+database refuses a row), not the infrastructure's (shared/faults.py), is run again in
+a new transaction that isolates them: halves of the batch are applied under savepoints,
+a failing half is halved again, and each single event that still fails is dead-lettered
+with its error before the transaction (with every offset) commits. The other events are
+applied once, in their order. Killed after the dead letters were sent but before the
+commit: the batch comes back and the same events are dead-lettered again (duplicates
+carry the same source offset).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.clock import Clock
+from shared.faults import is_infrastructure_fault
+from shared.kafka.dead_letter import DeadLetter
 from stage_engine.decode import DecodedBatch, Located
 from stage_engine.identity import Profiles, keys_of
 from stage_engine.lifecycle import LifecycleConfig, advance
@@ -33,7 +47,8 @@ from stage_engine.metrics import EngineMetrics
 from stage_engine.store import aliases as alias_store
 from stage_engine.store import dedup, transitions, users
 from stage_engine.store.database import Database, is_retryable
-from stage_engine.store.offsets import OffsetMove, move_offsets
+from stage_engine.store.offsets import FencedError, OffsetMove, move_offsets
+from stage_engine.store.quarantine import UnreadableRow
 from stage_engine.store.transitions import NewTransition
 from stage_engine.store.users import StoredUser
 
@@ -47,6 +62,18 @@ class BatchOutcome:
     applied: int = 0
     duplicates: int = 0
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    rejected: list[DeadLetter] = field(default_factory=list)  # dead-lettered events
+    quarantined: int = 0  # stored rows that could not be read
+
+    def add(self, other: BatchOutcome) -> None:
+        self.applied += other.applied
+        self.duplicates += other.duplicates
+        self.transitions.update(other.transitions)
+        self.rejected.extend(other.rejected)
+        self.quarantined += other.quarantined
+
+
+SendDeadLetters = Callable[[list[DeadLetter]], Awaitable[None]]
 
 
 class BatchApplier:
@@ -59,22 +86,36 @@ class BatchApplier:
         topic: str,
         metrics: EngineMetrics,
         clock: Clock,
+        dead_letter: SendDeadLetters,
     ) -> None:
         self._db = db
         self._topic = topic
         self._metrics = metrics
         self._clock = clock
+        self._dead_letter = dead_letter
 
     async def apply(self, batch: DecodedBatch, config: LifecycleConfig) -> BatchOutcome:
         """Run the batch's transaction, again after a deadlock or a busy database.
 
-        Raises FencedError (nothing written) when another engine moved an offset.
+        Raises FencedError (nothing written) when another engine moved an offset, and
+        infrastructure faults (the caller pauses and reads the batch again).
         """
+        isolating = False
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 async with self._db.write() as conn:
-                    return await self._apply(conn, batch, config)
-            except DBAPIError as exc:
+                    run = self._apply_isolating if isolating else self._apply
+                    return await run(conn, batch, config)
+            except FencedError:
+                raise
+            except Exception as exc:
+                if not isolating and not is_infrastructure_fault(exc):
+                    log.warning(
+                        "batch failed on its own records; isolating them",
+                        extra={"error": describe(exc), "events": len(batch.events)},
+                    )
+                    isolating = True
+                    continue
                 if attempt == MAX_ATTEMPTS or not is_retryable(exc):
                     raise
                 self._metrics.retried.inc()
@@ -86,13 +127,48 @@ class BatchApplier:
     async def _apply(
         self, conn: AsyncConnection, batch: DecodedBatch, config: LifecycleConfig
     ) -> BatchOutcome:
+        outcome = await self._apply_events(conn, batch.events, config, self._clock.now())
+        # 5. Offsets, fenced: last, so a fenced batch has done nothing.
+        await move_offsets(conn, self._topic, self._moves(batch))
+        return outcome
+
+    async def _apply_isolating(
+        self, conn: AsyncConnection, batch: DecodedBatch, config: LifecycleConfig
+    ) -> BatchOutcome:
         now = self._clock.now()
         outcome = BatchOutcome()
+        pending = [batch.events]  # slices still to apply, the next one last
+        while pending:
+            events = pending.pop()
+            try:
+                async with conn.begin_nested():
+                    outcome.add(await self._apply_events(conn, events, config, now))
+            except Exception as exc:
+                if is_infrastructure_fault(exc):
+                    raise
+                if len(events) == 1:
+                    outcome.rejected.append(_dead_letter(self._topic, events[0], exc))
+                    continue
+                middle = len(events) // 2
+                pending += [events[middle:], events[:middle]]
+        # Before the commit: killed between the two, the batch is redone (see above).
+        await self._dead_letter(outcome.rejected)
+        await move_offsets(conn, self._topic, self._moves(batch))
+        return outcome
+
+    async def _apply_events(
+        self,
+        conn: AsyncConnection,
+        events: list[Located],
+        config: LifecycleConfig,
+        now: datetime,
+    ) -> BatchOutcome:
+        outcome = BatchOutcome()
         # 1. Dedup.
-        fresh = await self._fresh(conn, batch.events)
-        outcome.duplicates = len(batch.events) - len(fresh)
+        fresh = await self._fresh(conn, events)
+        outcome.duplicates = len(events) - len(fresh)
         # 2. Aliases, then the user rows, locked.
-        profiles = await self._load(conn, fresh, config)
+        profiles = await self._load(conn, fresh, config, now, outcome)
         # 3. The pure core.
         for located in fresh:
             self._apply_event(profiles, located, config)
@@ -114,8 +190,6 @@ class BatchApplier:
             now=now,
         )
         await transitions.move_history(conn, profiles.merged_into)
-        # 5. Offsets, fenced: last, so a fenced batch has done nothing.
-        await move_offsets(conn, self._topic, self._moves(batch))
         for transition, _ in profiles.transitions:
             outcome.transitions[(transition.kind.value, transition.to_stage.value)] += 1
         return outcome
@@ -138,16 +212,23 @@ class BatchApplier:
         return [e for message_id, e in first.items() if message_id in new]
 
     async def _load(
-        self, conn: AsyncConnection, events: list[Located], config: LifecycleConfig
+        self,
+        conn: AsyncConnection,
+        events: list[Located],
+        config: LifecycleConfig,
+        now: datetime,
+        outcome: BatchOutcome,
     ) -> Profiles:
         keys = {key for located in events for key in keys_of(located.event)}
         # Lock first, then read the aliases: a merge by another engine that moved one of
         # these rows has committed by now (its alias is visible), or waits for this batch.
-        loaded = await users.lock_users(conn, keys)
+        quarantined: list[UnreadableRow] = []
+        loaded = await users.lock_users(conn, keys, now=now, quarantined=quarantined)
         known = await alias_store.resolve_aliases(conn, keys)
         targets = set(known.values()) - set(loaded)
         if targets:  # users that merged an id of this batch in an earlier batch
-            loaded.update(await users.lock_users(conn, targets))
+            loaded.update(await users.lock_users(conn, targets, now=now, quarantined=quarantined))
+        outcome.quarantined += len(quarantined)
         profiles = Profiles(users=loaded, aliases=known, config=config)
         profiles.repair_orphans()
         return profiles
@@ -167,3 +248,17 @@ class BatchApplier:
             OffsetMove(partition, span.start, span.end, span.max_event_time)
             for partition, span in batch.spans.items()
         ]
+
+
+def describe(exc: BaseException) -> str:
+    """The error as a dead letter's header says it: the database's own message (never
+    the statement or its parameters), or the exception's."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"rejected by the database: {type(exc.orig).__name__}: {exc.orig}"
+    return f"rejected by the rules: {type(exc).__name__}: {exc}"
+
+
+def _dead_letter(topic: str, located: Located, exc: BaseException) -> DeadLetter:
+    return DeadLetter(
+        topic, located.partition, located.offset, located.key, located.value, describe(exc)
+    )

@@ -24,11 +24,13 @@ class TooManyPoisonMessagesError(LifecycleError):
 
 @dataclass(frozen=True, slots=True)
 class Located:
-    """An event and where it was read from."""
+    """An event, where it was read from, and its record (for a dead letter)."""
 
     partition: int
     offset: int
     event: Event
+    key: bytes | None = None
+    value: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -91,7 +93,7 @@ def decode_batch(
                 )
                 continue
             batch.poison_streak = 0
-            batch.events.append(Located(partition, record.offset, event))
+            batch.events.append(Located(partition, record.offset, event, record.key, record.value))
             if span.max_event_time is None or event.timestamp > span.max_event_time:
                 span.max_event_time = event.timestamp
         if span.end > span.start:

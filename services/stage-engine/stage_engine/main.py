@@ -11,6 +11,7 @@ from shared.clock import Clock, SystemClock
 from shared.db import make_engine
 from shared.kafka.admin import ensure_topics
 from shared.kafka.consumer import ConsumerTuning, make_consumer
+from shared.kafka.dead_letter import send_dead_letters
 from shared.kafka.producer import make_producer
 from shared.topics import dead_letter_topic
 from stage_engine.backpressure import OutboxPressure
@@ -138,7 +139,13 @@ async def start_engine(
     poll_loop = PollLoop(
         consumer=consumer,
         producer=producer,
-        applier=BatchApplier(db=db, topic=topic, metrics=metrics, clock=clock),
+        applier=BatchApplier(
+            db=db,
+            topic=topic,
+            metrics=metrics,
+            clock=clock,
+            dead_letter=lambda letters: send_dead_letters(producer, letters),
+        ),
         db=db,
         ownership=ownership,
         metrics=metrics,

@@ -20,6 +20,18 @@ class EngineMetrics:
             ["outcome"],
             registry=r,
         )
+        self.dead_letters = Counter(
+            f"{_PREFIX}_dead_letters",
+            "Events sent to the dead-letter topic, by reason (undecodable: not an Event; "
+            "rejected: the rules or the database refused it)",
+            ["reason"],
+            registry=r,
+        )
+        self.quarantined = Counter(
+            f"{_PREFIX}_quarantined_rows",
+            "Stored user rows that could no longer be read, moved to the quarantine table",
+            registry=r,
+        )
         self.batch_size = Histogram(
             f"{_PREFIX}_batch_size",
             "Records per consumed batch",

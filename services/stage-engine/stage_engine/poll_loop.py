@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 
 from shared.kafka.dead_letter import send_dead_letters
 from stage_engine.backpressure import OutboxPressure
-from stage_engine.consume import BatchApplier
+from stage_engine.consume import BatchApplier, BatchOutcome
 from stage_engine.decode import DecodedBatch, decode_batch
 from stage_engine.lifecycle import LifecycleConfig
 from stage_engine.metrics import EngineMetrics
@@ -72,6 +72,7 @@ class PollLoop:
         self._kafka_committed_at = 0.0
 
     async def run(self) -> None:
+        self._rewind()
         while True:
             self._backpressure()
             polled = await self._consumer.getmany(
@@ -111,22 +112,44 @@ class PollLoop:
             for partition, span in batch.spans.items():
                 self._ownership.advanced(partition, span.end, span.max_event_time)
             self._poison_streak = batch.poison_streak
-        self._count(batch, outcome.applied, outcome.duplicates, outcome.transitions)
+        self._count(batch, outcome)
         self._metrics.batch_duration.observe(time.perf_counter() - started)
         self._on_committed()
         for partition, span in batch.spans.items():
             self._kafka_offsets[TopicPartition(self._topic, partition)] = span.end
         await self._commit_to_kafka()
 
-    def _count(self, batch: DecodedBatch, applied: int, duplicates: int, transitions: Any) -> None:
+    def _count(self, batch: DecodedBatch, outcome: BatchOutcome) -> None:
         m = self._metrics
         m.batch_size.observe(batch.records)
-        m.events.labels("applied").inc(applied)
-        m.events.labels("duplicate").inc(duplicates)
-        m.events.labels("dead_lettered").inc(len(batch.dead_letters))
+        m.events.labels("applied").inc(outcome.applied)
+        m.events.labels("duplicate").inc(outcome.duplicates)
+        m.events.labels("dead_lettered").inc(len(batch.dead_letters) + len(outcome.rejected))
         m.events.labels("stale").inc(batch.stale)
-        for (kind, to_stage), count in transitions.items():
+        m.dead_letters.labels("undecodable").inc(len(batch.dead_letters))
+        m.dead_letters.labels("rejected").inc(len(outcome.rejected))
+        m.quarantined.inc(outcome.quarantined)
+        for (kind, to_stage), count in outcome.transitions.items():
             m.transitions.labels(kind, to_stage).inc(count)
+        for letter in outcome.rejected:
+            log.error(
+                "event dead-lettered",
+                extra={
+                    "partition": letter.partition,
+                    "offset": letter.offset,
+                    "error": letter.error,
+                },
+            )
+
+    def _rewind(self) -> None:
+        """Seek each owned partition back to its stored offset: a loop restarted after a
+        fault (runtime.py) reads again the batch it had polled but not committed."""
+        assigned = self._consumer.assignment()
+        for partition in self._ownership.partitions:
+            tp = TopicPartition(self._topic, partition)
+            position = self._ownership.position(partition)
+            if tp in assigned and position is not None:
+                self._consumer.seek(tp, position)
 
     async def _commit_to_kafka(self) -> None:
         # The database holds the offsets; Kafka gets them only so lag tools see progress.

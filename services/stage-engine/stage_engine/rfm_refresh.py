@@ -93,7 +93,10 @@ def _compute(conn: Connection, now: datetime) -> RfmEdges:
 
     def states() -> Iterator[UserState]:
         for (text,) in result:
-            yield decode_state(text)
+            try:
+                yield decode_state(text)
+            except ValueError:  # left out; the next batch or timer round quarantines it
+                continue
 
     return compute_rfm_edges(states(), now)
 

@@ -31,8 +31,9 @@ from stage_engine.store import queries
 from stage_engine.store import transitions as transition_store
 from stage_engine.store import users as user_store
 from stage_engine.store.database import Database, is_retryable
+from stage_engine.store.quarantine import UnreadableRow, move_to_quarantine
 from stage_engine.store.transitions import NewTransition
-from stage_engine.store.users import LockedUser
+from stage_engine.store.users import LockedUser, encode_state
 
 log = logging.getLogger(__name__)
 
@@ -188,20 +189,36 @@ class TimerLoop:
 
     async def _fire(self, partition: int, now: datetime) -> int:
         config = self._config()
+        wall = self._clock.now()
+        quarantined: list[UnreadableRow] = []
         async with self._db.write() as conn:
             due = await user_store.lock_due_users(
-                conn, self._db, partition=partition, now=now, limit=self._batch_size
+                conn,
+                self._db,
+                partition=partition,
+                now=now,
+                limit=self._batch_size,
+                wall_now=wall,
+                quarantined=quarantined,
             )
             if not due:
+                self._metrics.quarantined.inc(len(quarantined))
                 return 0
             fired: list[LockedUser] = []
             emitted: list[NewTransition] = []
+            refused: list[UnreadableRow] = []
             for locked in due:
                 partition = locked.partition
-                state, transitions = expire(locked.state, now, config)
+                try:
+                    state, transitions = expire(locked.state, now, config)
+                except (ArithmeticError, ValueError) as exc:  # e.g. a due date past year 9999
+                    refused.append(_refused(locked, exc))
+                    continue
                 fired.append(LockedUser(state, partition, locked.row))
                 emitted.extend([NewTransition(t, partition) for t in transitions])
-            wall = self._clock.now()
+            # A row the rules cannot expire would be due, and fail, in every round.
+            await move_to_quarantine(conn, refused, now=wall)
+            quarantined += refused
             # On PostgreSQL each write below is one statement for the whole round.
             await user_store.update_fired_users(conn, self._db, fired, now=wall)
             # Killed here: the transaction rolls back, the rows are still due and locked by
@@ -210,8 +227,15 @@ class TimerLoop:
             # Killed here: still uncommitted, the same as above.
         # Killed here: committed. The rows are no longer due (never fired again) and the
         # transitions wait in the outbox, which the relay publishes.
+        self._metrics.quarantined.inc(len(quarantined))
         # One labelled counter call per (kind, stage), not per transition.
         counts = Counter((t.transition.kind, t.transition.to_stage) for t in emitted)
         for (kind, to_stage), count in counts.items():
             self._metrics.transitions.labels(kind.value, to_stage.value).inc(count)
         return len(due)
+
+
+def _refused(locked: LockedUser, exc: BaseException) -> UnreadableRow:
+    state = locked.state
+    error = f"expire failed: {type(exc).__name__}: {exc}"
+    return UnreadableRow(state.user_id, locked.partition, encode_state(state), error)

@@ -133,7 +133,9 @@ async def test_due_rows_are_picked_per_partition_in_due_order(db: Database) -> N
         await user_store.upsert_users(conn, db, rows, now=T0)
     horizon = T0 + timedelta(days=3, hours=2)  # the 3-day milestones of u0, u1, u2
     async with db.write() as conn:
-        due = await user_store.lock_due_users(conn, db, partition=0, now=horizon, limit=10)
+        due = await user_store.lock_due_users(
+            conn, db, partition=0, now=horizon, limit=10, wall_now=T0
+        )
     assert [row.state.user_id for row in due] == ["u0", "u2"]
     assert all(row.state.stage is Stage.NEW for row in due)
 
@@ -150,7 +152,7 @@ async def test_due_rows_stay_locked_until_the_round_commits(database_url: str) -
                 await user_store.upsert_users(conn, db, [StoredUser(state, 0)], now=T0)
             async with db.write() as round_conn:
                 due = await user_store.lock_due_users(
-                    round_conn, db, partition=0, now=T0 + timedelta(days=30), limit=10
+                    round_conn, db, partition=0, now=T0 + timedelta(days=30), limit=10, wall_now=T0
                 )
                 assert [row.state.user_id for row in due] == ["u"]
                 async with db.write() as other:

@@ -17,7 +17,7 @@ from stage_engine.lifecycle import emit, signals
 from stage_engine.lifecycle.config import LifecycleConfig
 from stage_engine.lifecycle.emit import Emitted, Reason, RiskFlag
 from stage_engine.lifecycle.rfm import RfmEdges, score
-from stage_engine.lifecycle.state import Draft, UserState
+from stage_engine.lifecycle.state import Draft, UserState, finite_sum
 from stage_engine.lifecycle.timers import fire_due, next_due, refresh_rfm
 
 # (from stage, reason, moment) of the one stage change an event can make.
@@ -196,7 +196,7 @@ def _ordered(
     baseline = state.average_order_value
     in_order = state.last_order_at is None or at >= state.last_order_at
     state.orders = previous_orders + 1
-    state.revenue += value
+    state.revenue = finite_sum("revenue", state.revenue, value)
     if state.first_order_at is None or at < state.first_order_at:
         state.first_order_at = at
     if in_order:

@@ -10,7 +10,7 @@ from stage_engine.lifecycle.config import LifecycleConfig
 from stage_engine.lifecycle.emit import Emitted, Reason
 from stage_engine.lifecycle.machine import Step, purchase_level_for
 from stage_engine.lifecycle.signals import add_activity
-from stage_engine.lifecycle.state import Draft, TraitValue, UserState
+from stage_engine.lifecycle.state import Draft, TraitValue, UserState, finite_sum
 from stage_engine.lifecycle.timers import next_due, refresh_rfm
 
 
@@ -76,7 +76,7 @@ def merge_anonymous(
 
 def _fold_orders(base: Draft, other: Draft, config: LifecycleConfig) -> None:
     base.orders += other.orders
-    base.revenue += other.revenue
+    base.revenue = finite_sum("revenue", base.revenue, other.revenue)
     if other.last_order_at is not None and (
         base.last_order_at is None or other.last_order_at > base.last_order_at
     ):

@@ -15,6 +15,7 @@ read this one.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -37,6 +38,19 @@ EnumT = TypeVar("EnumT", bound=Enum)
 
 class StateFormatError(LifecycleError, ValueError):
     """A stored state dict that this version cannot read; names the bad field."""
+
+
+class ValueOutOfRangeError(LifecycleError, ValueError):
+    """An event would push a user's figure (revenue) past what a float holds: the
+    event is refused (the runtime dead-letters it) rather than stored as null."""
+
+
+def finite_sum(name: str, total: float, value: float) -> float:
+    """`total + value`, or ValueOutOfRangeError when the sum is no longer finite."""
+    result = total + value
+    if not math.isfinite(result):
+        raise ValueOutOfRangeError(f"{name} {total!r} + {value!r} is not a finite number")
+    return result
 
 
 class UserState(NamedTuple):

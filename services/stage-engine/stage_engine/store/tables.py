@@ -137,6 +137,21 @@ outbox_cursors = Table(
     Column("published_seq", BigInteger, nullable=False),
 )
 
+# Stored user rows the engine could no longer read (lifecycle/stored.py refused them),
+# moved here with the error by the transaction that met them (store/quarantine.py): the
+# user starts afresh, and an operator can inspect the row and repair or drop it.
+quarantine = Table(
+    "stage_engine_quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", _KEY, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("quarantined_at", UtcDateTime(), nullable=False),
+    Index("stage_engine_quarantine_user", "user_id"),
+)
+
 # The RFM quantile edges last computed from the population (a single row, id 1).
 rfm_edges = Table(
     "stage_engine_rfm_edges",

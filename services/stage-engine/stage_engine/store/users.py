@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from stage_engine.lifecycle import UserState
 from stage_engine.lifecycle import stored as stored_form
 from stage_engine.store.database import Database, among, chunks, driver_connection
+from stage_engine.store.quarantine import UnreadableRow, move_to_quarantine
 from stage_engine.store.tables import users
 
 
@@ -43,14 +44,23 @@ def decode_state(text: str | bytes) -> UserState:
     return stored_form.decode(orjson.loads(text))
 
 
-async def lock_users(conn: AsyncConnection, user_ids: Collection[str]) -> dict[str, StoredUser]:
+async def lock_users(
+    conn: AsyncConnection,
+    user_ids: Collection[str],
+    *,
+    now: datetime,
+    quarantined: list[UnreadableRow] | None = None,
+) -> dict[str, StoredUser]:
     """Load the rows of `user_ids` that exist, row-locked in user-id order.
 
     The fixed order means two engines locking overlapping sets (a merge reaches into
     another partition) wait for each other instead of deadlocking. SQLite ignores
     FOR UPDATE: there the database's single write lock serialises whole batches.
+    A row that cannot be read is quarantined (store/quarantine.py), added to
+    `quarantined`, and left out: its user starts afresh.
     """
     found: dict[str, StoredUser] = {}
+    unreadable: list[UnreadableRow] = []
     for chunk in chunks(sorted(set(user_ids))):
         query = (
             select(users.c.user_id, users.c.partition, users.c.state)
@@ -59,9 +69,17 @@ async def lock_users(conn: AsyncConnection, user_ids: Collection[str]) -> dict[s
             .with_for_update()
         )
         for user_id, partition, state in (await conn.execute(query)).all():
-            found[user_id] = StoredUser(decode_state(state), partition)
+            try:
+                found[user_id] = StoredUser(decode_state(state), partition)
+            except ValueError as exc:  # StateFormatError, or not JSON at all
+                unreadable.append(UnreadableRow(user_id, partition, state, str(exc)))
+    await move_to_quarantine(conn, unreadable, now=now)
+    if quarantined is not None:
+        quarantined.extend(unreadable)
     return found
 
+
+_PG_USER_AT = "SELECT user_id FROM stage_engine_users WHERE ctid = $1"
 
 _PG_LOCK_DUE = """
 SELECT ctid, partition, state FROM stage_engine_users
@@ -73,28 +91,50 @@ FOR UPDATE SKIP LOCKED
 
 
 async def lock_due_users(
-    conn: AsyncConnection, db: Database, *, partition: int, now: datetime, limit: int
+    conn: AsyncConnection,
+    db: Database,
+    *,
+    partition: int,
+    now: datetime,
+    limit: int,
+    wall_now: datetime,
+    quarantined: list[UnreadableRow] | None = None,
 ) -> list[LockedUser]:
     """Up to `limit` rows of `partition` due at or before `now`, soonest first.
 
     SKIP LOCKED (PostgreSQL): a row another transaction holds (a batch being applied,
     another engine's timer) is left to it; once that commits, the row is either no
-    longer due or is picked up by the next round.
+    longer due or is picked up by the next round. Unreadable rows are quarantined as
+    lock_users does (stamped `wall_now`) and left out.
     """
+    locked: list[LockedUser] = []
+    unreadable: list[UnreadableRow] = []
     if not db.is_sqlite:
         # asyncpg directly: SKIP LOCKED never waits, so no deadlock to retry (and read
         # committed has no serialization failure); see driver_connection.
         driver = await driver_connection(conn)
-        records = await driver.fetch(_PG_LOCK_DUE, partition, now, limit)
-        return [LockedUser(decode_state(state), part, row) for row, part, state in records]
-    query = (
-        select(users.c.partition, users.c.state)
-        .where(users.c.partition == partition, users.c.next_due_at <= now)
-        .order_by(users.c.next_due_at)
-        .limit(limit)
-    )
-    rows = (await conn.execute(query)).all()
-    return [LockedUser(decode_state(state), part, None) for part, state in rows]
+        for row, part, state in await driver.fetch(_PG_LOCK_DUE, partition, now, limit):
+            try:
+                locked.append(LockedUser(decode_state(state), part, row))
+            except ValueError as exc:  # the user id is read for the quarantine only
+                user_id = await driver.fetchval(_PG_USER_AT, row)
+                unreadable.append(UnreadableRow(user_id, part, state, str(exc)))
+    else:
+        query = (
+            select(users.c.user_id, users.c.partition, users.c.state)
+            .where(users.c.partition == partition, users.c.next_due_at <= now)
+            .order_by(users.c.next_due_at)
+            .limit(limit)
+        )
+        for user_id, part, state in (await conn.execute(query)).all():
+            try:
+                locked.append(LockedUser(decode_state(state), part, None))
+            except ValueError as exc:
+                unreadable.append(UnreadableRow(user_id, part, state, str(exc)))
+    await move_to_quarantine(conn, unreadable, now=wall_now)
+    if quarantined is not None:
+        quarantined.extend(unreadable)
+    return locked
 
 
 # PostgreSQL: the whole batch as one array per column, one statement, one round trip;
