@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.codec import decode
@@ -37,7 +37,10 @@ class Located:
 class PartitionSpan:
     start: int  # the stored offset this batch starts from
     end: int  # the offset after the last record
+    # The highest event time, each bounded by its received time plus the lateness: the
+    # base of the event clock, which no event stamped in 2200 can then move ahead.
     max_event_time: datetime | None = None
+    max_received_at: datetime | None = None  # the wall clock's bound while lagging
 
 
 @dataclass(slots=True)
@@ -60,6 +63,7 @@ def decode_batch(
     *,
     poison_streak: int,
     max_consecutive_poison: int,
+    lateness: timedelta,
 ) -> DecodedBatch:
     """Decode the records of owned partitions from their stored offsets on.
 
@@ -94,8 +98,12 @@ def decode_batch(
                 continue
             batch.poison_streak = 0
             batch.events.append(Located(partition, record.offset, event, record.key, record.value))
-            if span.max_event_time is None or event.timestamp > span.max_event_time:
-                span.max_event_time = event.timestamp
+            received_at = event.received_at
+            clock_time = min(event.timestamp, received_at + lateness)
+            if span.max_event_time is None or clock_time > span.max_event_time:
+                span.max_event_time = clock_time
+            if span.max_received_at is None or received_at > span.max_received_at:
+                span.max_received_at = received_at
         if span.end > span.start:
             batch.spans[partition] = span
     return batch

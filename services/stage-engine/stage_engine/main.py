@@ -154,6 +154,7 @@ async def start_engine(
         max_records=settings.stage_batch_max_records,
         poll_timeout_ms=settings.stage_poll_timeout_ms,
         max_consecutive_poison=settings.stage_max_consecutive_poison,
+        lateness=timedelta(seconds=settings.stage_allowed_lateness_seconds),
         pressure=pressure,
         on_committed=committed,
         events_first=events_first,

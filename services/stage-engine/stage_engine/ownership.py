@@ -24,6 +24,8 @@ class Ownership:
         self.relay_lock = asyncio.Lock()
         self._positions: dict[int, int] = {}
         self._max_event_times: dict[int, datetime | None] = {}
+        # The highest received time applied since the partition was taken (wall clock).
+        self._max_received_at: dict[int, datetime] = {}
         # For idle detection (event clock): when each partition's event time last moved,
         # and its consumer lag as last seen by the poll loop.
         self._moved_at_s: dict[int, float] = {}
@@ -51,6 +53,13 @@ class Ownership:
         if partition in self._positions:
             self._lag[partition] = lag
 
+    def lag(self, partition: int) -> int | None:
+        """Records not yet applied, as the poll loop last saw (None: not measured yet)."""
+        return self._lag.get(partition)
+
+    def max_received_at(self, partition: int) -> datetime | None:
+        return self._max_received_at.get(partition)
+
     def is_idle(self, partition: int, idle_after_s: float) -> bool:
         """Caught up (no lag) and no newer event time for `idle_after_s` seconds."""
         moved_at = self._moved_at_s.get(partition)
@@ -76,6 +85,7 @@ class Ownership:
             self._max_event_times[partition] = offset.max_event_time
             self._moved_at_s[partition] = self._monotonic_s()
             self._lag.pop(partition, None)
+            self._max_received_at.pop(partition, None)
         self.generation += 1
 
     def release(self, partitions: Collection[int]) -> None:
@@ -84,12 +94,22 @@ class Ownership:
             self._max_event_times.pop(partition, None)
             self._moved_at_s.pop(partition, None)
             self._lag.pop(partition, None)
+            self._max_received_at.pop(partition, None)
 
-    def advanced(self, partition: int, next_offset: int, max_event_time: datetime | None) -> None:
+    def advanced(
+        self,
+        partition: int,
+        next_offset: int,
+        max_event_time: datetime | None,
+        max_received_at: datetime | None = None,
+    ) -> None:
         """A batch of `partition` committed: its next batch starts at `next_offset`."""
         if partition not in self._positions:
             return
         self._positions[partition] = next_offset
+        received = self._max_received_at.get(partition)
+        if max_received_at is not None and (received is None or max_received_at > received):
+            self._max_received_at[partition] = max_received_at
         current = self._max_event_times.get(partition)
         if max_event_time is not None and (current is None or max_event_time > current):
             self._max_event_times[partition] = max_event_time

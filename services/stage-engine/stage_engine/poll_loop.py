@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -48,6 +49,7 @@ class PollLoop:
         max_records: int,
         poll_timeout_ms: int,
         max_consecutive_poison: int,
+        lateness: timedelta,
         pressure: OutboxPressure,
         on_committed: Callable[[], None],
         events_first: EventsFirst,
@@ -63,6 +65,7 @@ class PollLoop:
         self._max_records = max_records
         self._poll_timeout_ms = poll_timeout_ms
         self._max_poison = max_consecutive_poison
+        self._lateness = lateness
         self._pressure = pressure
         self._on_committed = on_committed
         self._events_first = events_first
@@ -94,6 +97,7 @@ class PollLoop:
                 {p: pos for p, pos in positions.items() if pos is not None},
                 poison_streak=self._poison_streak,
                 max_consecutive_poison=self._max_poison,
+                lateness=self._lateness,
             )
             if not batch.spans:
                 self._metrics.events.labels("stale").inc(batch.stale)
@@ -110,7 +114,9 @@ class PollLoop:
                 await self._resync()
                 return
             for partition, span in batch.spans.items():
-                self._ownership.advanced(partition, span.end, span.max_event_time)
+                self._ownership.advanced(
+                    partition, span.end, span.max_event_time, span.max_received_at
+                )
             self._poison_streak = batch.poison_streak
         self._count(batch, outcome)
         self._metrics.batch_duration.observe(time.perf_counter() - started)

@@ -47,7 +47,14 @@ PASS_S = 5.0
 
 
 class TimerTime:
-    """`now` for a partition: the wall clock, or the partition's event-time watermark."""
+    """`now` for a partition: the wall clock, or the partition's event-time watermark.
+
+    Wall clock: a partition whose consumer lags (events received but not applied yet,
+    say after an outage) fires its timers at the received time of the newest event it
+    has applied, not at the wall clock: a user whose events wait in the backlog is not
+    called silent for the time the engine was away. Caught up (lag 0), the wall clock.
+    Lagging with nothing applied since the partition was taken: nothing fires yet.
+    """
 
     def __init__(
         self,
@@ -66,7 +73,7 @@ class TimerTime:
 
     def now_for(self, partition: int) -> datetime | None:
         if self._mode == "wall":
-            return self._clock.now()
+            return self._wall_now_for(partition)
         own = self._ownership.watermark(partition, self._lateness)
         if not self._idle_after_s or not self._ownership.is_idle(partition, self._idle_after_s):
             return own
@@ -78,6 +85,13 @@ class TimerTime:
             return own
         followed = highest - self._lateness
         return followed if own is None or followed > own else own
+
+    def _wall_now_for(self, partition: int) -> datetime | None:
+        now = self._clock.now()
+        if self._ownership.lag(partition) == 0:
+            return now
+        received = self._ownership.max_received_at(partition)
+        return None if received is None else min(now, received)
 
 
 class TimerLoop:

@@ -137,7 +137,14 @@ async def test_kill_9_during_a_stream_changes_nothing(
         async with httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{settings.stage_engine_port}"
         ) as http:
-            assert (await http.get("/readyz")).status_code == 200
+            # It may have found nothing left to apply: wait for it to serve, then ask.
+            ready = await eventually(
+                lambda: _readyz(http),
+                until=lambda status: status == 200,
+                timeout_s=60,
+                what="the last incarnation's /readyz",
+            )
+            assert ready == 200
             stages = (await http.get("/v1/stages")).json()
         assert stages["total"] == USERS + 3
     finally:
@@ -203,3 +210,10 @@ def _stop(child: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait(timeout=10)
+
+
+async def _readyz(http: httpx.AsyncClient) -> int | None:
+    try:
+        return (await http.get("/readyz")).status_code
+    except httpx.TransportError:  # not listening yet
+        return None

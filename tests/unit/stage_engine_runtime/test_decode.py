@@ -12,6 +12,7 @@ from shared.codec import encode
 from tests.contracts import sample_event
 
 T0 = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+LATENESS = timedelta(minutes=1)
 
 
 @dataclass
@@ -34,6 +35,7 @@ def test_events_come_out_in_offset_order_with_each_partitions_span() -> None:
         {0: 3, 1: 10},
         poison_streak=0,
         max_consecutive_poison=10,
+        lateness=LATENESS,
     )
     assert [(e.partition, e.offset) for e in batch.events] == [(0, 3), (1, 10), (1, 11)]
     assert (batch.spans[0].start, batch.spans[0].end) == (3, 4)
@@ -49,6 +51,7 @@ def test_records_before_the_stored_offset_and_of_partitions_not_owned_are_skippe
         {0: 3},
         poison_streak=0,
         max_consecutive_poison=10,
+        lateness=LATENESS,
     )
     assert [(e.partition, e.offset) for e in batch.events] == [(0, 3)]
     assert batch.stale == 2
@@ -63,6 +66,7 @@ def test_poison_messages_become_dead_letters_naming_the_problem() -> None:
         {0: 0},
         poison_streak=0,
         max_consecutive_poison=10,
+        lateness=LATENESS,
     )
     assert [e.offset for e in batch.events] == [2]
     errors = [letter.error for letter in batch.dead_letters]
@@ -80,11 +84,18 @@ def test_poison_messages_become_dead_letters_naming_the_problem() -> None:
 
 def test_a_poison_streak_over_the_limit_stops_before_anything_is_written() -> None:
     records = {0: [Record(n, b"x") for n in range(3)]}
-    batch = decode_batch("events", records, {0: 0}, poison_streak=0, max_consecutive_poison=3)
+    batch = decode_batch(
+        "events", records, {0: 0}, poison_streak=0, max_consecutive_poison=3, lateness=LATENESS
+    )
     assert batch.poison_streak == 3
     with pytest.raises(TooManyPoisonMessagesError, match="4 poison messages in a row"):
         decode_batch(
-            "events", {0: [Record(3, b"x")]}, {0: 3}, poison_streak=3, max_consecutive_poison=3
+            "events",
+            {0: [Record(3, b"x")]},
+            {0: 3},
+            poison_streak=3,
+            max_consecutive_poison=3,
+            lateness=LATENESS,
         )
 
 
@@ -95,5 +106,23 @@ def test_a_good_event_resets_the_streak() -> None:
         {0: 0},
         poison_streak=5,
         max_consecutive_poison=10,
+        lateness=LATENESS,
     )
     assert batch.poison_streak == 0
+
+
+def test_an_event_stamped_far_ahead_moves_the_clock_only_to_its_received_time() -> None:
+    hijack = sample_event(
+        message_id="2200", timestamp=datetime(2200, 1, 1, tzinfo=UTC), received_at=T0
+    )
+    batch = decode_batch(
+        "events",
+        {0: [good(0, 5), Record(1, encode(hijack))]},
+        {0: 0},
+        poison_streak=0,
+        max_consecutive_poison=10,
+        lateness=LATENESS,
+    )
+    assert batch.spans[0].max_event_time == T0 + timedelta(minutes=5)  # not 2200
+    assert batch.spans[0].max_received_at == T0 + timedelta(minutes=5)
+    assert [e.event.message_id for e in batch.events] == ["m0", "2200"]  # still applied

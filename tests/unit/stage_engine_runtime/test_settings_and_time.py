@@ -40,9 +40,11 @@ def test_lateness_beyond_the_dedup_window_is_refused(monkeypatch: pytest.MonkeyP
         load_settings(StageEngineSettings)
 
 
-def test_wall_time_is_the_clock_for_every_partition() -> None:
-    clock = ManualClock(T0)
-    time = TimerTime(mode="wall", clock=clock, ownership=Ownership(), lateness=timedelta(0))
+def test_wall_time_is_the_clock_of_a_caught_up_partition() -> None:
+    ownership = Ownership()
+    ownership.take({7: StoredOffset(0, None)})
+    ownership.note_lag(7, 0)
+    time = TimerTime(mode="wall", clock=ManualClock(T0), ownership=ownership, lateness=timedelta(0))
     assert time.now_for(7) == T0
 
 
@@ -141,3 +143,18 @@ def test_idle_following_is_off_by_default() -> None:
     ownership.note_lag(1, 0)
     monotonic.now_s += 3600
     assert time.now_for(1) == T0
+
+
+def test_a_lagging_partition_fires_at_the_received_time_of_what_it_applied() -> None:
+    """Wall clock after an outage: timers wait for the backlog, not for the wall."""
+    ownership = Ownership()
+    ownership.take({0: StoredOffset(10, None)})
+    clock = ManualClock(T0 + timedelta(days=9))
+    time = TimerTime(mode="wall", clock=clock, ownership=ownership, lateness=timedelta(0))
+    assert time.now_for(0) is None  # lag not measured yet: nothing fires
+    ownership.note_lag(0, 5_000)
+    assert time.now_for(0) is None  # lagging, nothing applied since the take
+    ownership.advanced(0, 20, T0, max_received_at=T0 + timedelta(hours=1))
+    assert time.now_for(0) == T0 + timedelta(hours=1)
+    ownership.note_lag(0, 0)
+    assert time.now_for(0) == T0 + timedelta(days=9)  # caught up: the wall clock
