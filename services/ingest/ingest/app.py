@@ -87,6 +87,7 @@ def create_app(settings: IngestSettings, *, clock: Clock | None = None) -> FastA
             max_event_bytes=settings.ingest_max_event_bytes,
             max_body_bytes=settings.ingest_max_body_bytes,
             retry_after_s=settings.ingest_retry_after_s,
+            bounds=settings.bounds,
         ),
         clock=clock or SystemClock(),
     )

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ingest.body import check_content_type, read_body
+from ingest.bounds import DEFAULT_BOUNDS, Bounds
 from ingest.keys import WriteKey, WriteKeys, key_from_basic_auth
 from ingest.metrics import REASON_OF_CODE, IngestMetrics, RejectReason
 from ingest.models import SINGLE_REQUESTS, Rejection, SingleRequest
@@ -43,6 +44,7 @@ class Limits:
     max_event_bytes: int
     max_body_bytes: int
     retry_after_s: int
+    bounds: Bounds = DEFAULT_BOUNDS
 
 
 class Ingest:
@@ -101,7 +103,8 @@ class Ingest:
             raise bad_request(field_of(first), reason_of(first)) from None
         write_key = header_key or self._authenticate_body(call.write_key)
         try:
-            key, value = to_record(call, call_type, Envelope(received_at, write_key.source))
+            envelope = Envelope(received_at, write_key.source, bounds=self._limits.bounds)
+            key, value = to_record(call, call_type, envelope)
         except InvalidCallError as invalid:
             raise bad_request(invalid.field, invalid.reason) from None
         if len(value) > self._limits.max_event_bytes:
@@ -124,7 +127,9 @@ class Ingest:
             raise
         write_key = header_key or self._authenticate_body(parsed.write_key)
         self._metrics.batch_events.observe(parsed.size)
-        envelope = Envelope(received_at, write_key.source, parsed.sent_at, parsed.context)
+        envelope = Envelope(
+            received_at, write_key.source, parsed.sent_at, parsed.context, self._limits.bounds
+        )
         records, types, rejected, too_large = self._records(parsed, envelope)
         self._count_rejected(RejectReason.TOO_LARGE, too_large)
         self._count_rejected(RejectReason.INVALID, len(rejected) - too_large)

@@ -14,11 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
+from ingest.bounds import ID_MAX_CHARS, NAME_MAX_CHARS, NO_CONTROL_CHARACTERS
 from shared.events import EventType
 
-# Same bounds as the shared Event's ids, so a valid call always makes a valid Event.
-Id = Annotated[str, Field(min_length=1, max_length=200)]
-Name = Annotated[str, Field(min_length=1, max_length=500)]
+# Same bounds as the shared Event's ids, so a valid call always makes a valid Event;
+# no control characters (PostgreSQL refuses NUL), no longer than the stores' columns.
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_CHARS, pattern=NO_CONTROL_CHARACTERS)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_CHARS, pattern=NO_CONTROL_CHARACTERS)]
+_TIME_BOUNDS = (
+    "1970-01-01 <= time < 2200-01-01; the event time after clock-skew correction must lie "
+    "between INGEST_EARLIEST_EVENT_TIME (2000-01-01) and the received time + "
+    "INGEST_MAX_FUTURE_SECONDS (24 h), else 400"
+)
+_AMOUNT_BOUNDS = (
+    "a JSON object; properties.revenue, total, value, price and quantity "
+    "(INGEST_AMOUNT_PROPERTIES) must be finite numbers within +-1e12 (INGEST_MAX_AMOUNT)"
+)
 # Any JSON object; numbers must fit in 64 bits, as the Kafka record is encoded with orjson.
 JsonObject = Annotated[
     dict[str, Any],
@@ -47,9 +58,9 @@ class _Call(BaseModel):
     user_id: Id | None = None
     anonymous_id: Id | None = None
     message_id: Id | None = None
-    timestamp: datetime | None = None
-    original_timestamp: datetime | None = None
-    sent_at: datetime | None = None
+    timestamp: datetime | None = Field(default=None, description=_TIME_BOUNDS)
+    original_timestamp: datetime | None = Field(default=None, description=_TIME_BOUNDS)
+    sent_at: datetime | None = Field(default=None, description=_TIME_BOUNDS)
     context: JsonObject | None = None
     integrations: JsonObject | None = None
 
@@ -60,7 +71,7 @@ class _NeedsId(_Call):
 
 class TrackCall(_NeedsId):
     event: Name
-    properties: JsonObject | None = None
+    properties: JsonObject | None = Field(default=None, description=_AMOUNT_BOUNDS)
 
 
 class IdentifyCall(_NeedsId):
@@ -70,7 +81,7 @@ class IdentifyCall(_NeedsId):
 class PageCall(_NeedsId):
     name: Name | None = None
     category: Name | None = None
-    properties: JsonObject | None = None
+    properties: JsonObject | None = Field(default=None, description=_AMOUNT_BOUNDS)
 
 
 class ScreenCall(PageCall):

@@ -7,6 +7,7 @@
   comes from the call or else its batch. Without `sentAt` the client time is used
   as is; without a client time, `receivedAt`. Times without an offset are UTC.
 - track, identify, page, screen and group need `userId` or `anonymousId`.
+- Times and amounts outside ingest/bounds.py's bounds are refused, naming the field.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
+from ingest.bounds import DEFAULT_BOUNDS, Bounds, OutOfBoundsError
 from ingest.models import AnyCall
 from shared.events import Event, EventType
 
@@ -39,6 +41,7 @@ class Envelope:
     source: str
     sent_at: datetime | None = None
     context: dict[str, Any] | None = None
+    bounds: Bounds = DEFAULT_BOUNDS
 
 
 # The fields each call type carries beyond the common ones (Event's names).
@@ -71,14 +74,25 @@ def event_fields(call: AnyCall, call_type: EventType, envelope: Envelope) -> dic
     user_id, anonymous_id = given["user_id"], given["anonymous_id"]
     if user_id is None and anonymous_id is None and call_type in _NEEDS_ID:
         raise InvalidCallError("userId", f"{call_type} needs userId or anonymousId")
+    time_field = "timestamp" if given["timestamp"] else "originalTimestamp"
     client_time = _aware(given["timestamp"] or given["original_timestamp"])
     sent_at = _aware(given["sent_at"] or envelope.sent_at)
+    bounds = envelope.bounds
+    try:
+        bounds.check_client_time(time_field, client_time)
+        bounds.check_client_time("sentAt", sent_at)
+        moment = event_time(client_time, sent_at, envelope.received_at)
+        bounds.check_event_time(time_field, moment, envelope.received_at)
+        if "properties" in given:
+            bounds.check_amounts(given["properties"])
+    except OutOfBoundsError as exc:
+        raise InvalidCallError(exc.field, exc.reason) from None
     fields: dict[str, Any] = {
         "message_id": given["message_id"] or str(uuid.uuid4()),
         "type": call_type,
         "user_id": user_id,
         "anonymous_id": anonymous_id,
-        "timestamp": event_time(client_time, sent_at, envelope.received_at),
+        "timestamp": moment,
         "received_at": envelope.received_at,
         "sent_at": sent_at,
         "original_timestamp": client_time,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
+from ingest import bounds
 from shared.settings import CommonSettings
 
 
@@ -41,6 +43,27 @@ class IngestSettings(CommonSettings):
     # starts anyway (not ready, answering 503) and keeps reconnecting in the background.
     ingest_kafka_connect_timeout_ms: int = Field(default=10_000, ge=100)
     ingest_kafka_reconnect_max_backoff_ms: int = Field(default=5_000, ge=50)
+
+    # Bounds of what the stores and the engine can take (ingest/bounds.py), else 400.
+    ingest_earliest_event_time: AwareDatetime = bounds.EARLIEST_EVENT_TIME
+    ingest_max_future_seconds: int = Field(
+        default=int(bounds.MAX_FUTURE.total_seconds()), ge=0, le=365 * 86_400
+    )
+    ingest_max_amount: float = Field(default=bounds.MAX_AMOUNT, gt=0, le=1e300)
+    # Comma-separated property names the engine reads as amounts (its lifecycle config's
+    # purchase_value_properties must be among them).
+    ingest_amount_properties: str = ",".join(bounds.AMOUNT_PROPERTIES)
+
+    @property
+    def bounds(self) -> bounds.Bounds:
+        return bounds.Bounds(
+            earliest_event_time=self.ingest_earliest_event_time,
+            max_future=timedelta(seconds=self.ingest_max_future_seconds),
+            max_amount=self.ingest_max_amount,
+            amount_properties=tuple(
+                name.strip() for name in self.ingest_amount_properties.split(",") if name.strip()
+            ),
+        )
 
     @model_validator(mode="after")
     def _body_holds_an_event(self) -> IngestSettings:

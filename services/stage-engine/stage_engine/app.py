@@ -51,7 +51,13 @@ def _unknown_user(user_id: str) -> Response:
 @router.get("/users/{user_id}", response_model=None)
 async def get_user(user_id: str, db: DbDep) -> Response:
     async with db.read() as conn:
-        stored = await queries.find_user(conn, user_id)
+        try:
+            stored = await queries.find_user(conn, user_id)
+        except ValueError as exc:  # an unreadable row: quarantined by its next write
+            return _json(
+                {"error": "unreadable_profile", "detail": f"{user_id!r}: {exc}"},
+                status_code=500,
+            )
     if stored is None:
         return _unknown_user(user_id)
     state = stored.state

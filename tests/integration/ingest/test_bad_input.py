@@ -112,6 +112,53 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
         413,
         "body",
     ),
+    # Issue 14: inputs that once stopped the stage engine.
+    (
+        "timestamp whose UTC overflows",
+        "/v1/track",
+        {"json": {"userId": "u", "event": "E", "timestamp": "9999-12-31T23:00:00-05:00"}},
+        400,
+        "timestamp",
+    ),
+    (
+        "timestamp whose UTC underflows",
+        "/v1/track",
+        {"json": {"userId": "u", "event": "E", "timestamp": "0001-01-01T00:00:00+05:00"}},
+        400,
+        "timestamp",
+    ),
+    (
+        "timestamp more than 24 h ahead",
+        "/v1/identify",
+        {"json": {"userId": "u", "timestamp": "9999-12-31T00:00:00Z"}},
+        400,
+        "timestamp",
+    ),
+    ("NUL in userId", "/v1/track", {"json": {"userId": "u\u0000x", "event": "E"}}, 400, "userId"),
+    (
+        "NUL in messageId",
+        "/v1/track",
+        {"json": {"userId": "u", "event": "E", "messageId": "m\u0000"}},
+        400,
+        "messageId",
+    ),
+    (
+        "revenue beyond the bound",
+        "/v1/track",
+        {"json": {"userId": "u", "event": "Order Completed", "properties": {"revenue": 1.7e308}}},
+        400,
+        "properties.revenue",
+    ),
+    (
+        "revenue that overflows a double",
+        "/v1/track",
+        {
+            "content": b'{"userId": "u", "event": "E", "properties": {"revenue": 1e400}}',
+            "headers": JSON,
+        },
+        400,
+        "properties.revenue",
+    ),
     ("batch not a list", "/v1/batch", {"json": {"batch": {"type": "track"}}}, 400, "batch"),
     ("empty batch", "/v1/batch", {"json": {"batch": []}}, 400, "batch"),
     (
@@ -170,6 +217,40 @@ async def test_a_batch_writes_its_valid_calls_and_reports_the_others_by_index(
     assert "32768" in answer["rejected"][-1]["reason"]
     written = await read_topic(live_kafka, topics.events)
     assert sorted(w.event.message_id for w in written) == ["ok-0", "ok-2", "ok-7"]
+
+
+async def test_hostile_items_are_reported_and_their_neighbours_land(
+    live_kafka: str, topics: Topics
+) -> None:
+    def track(n: int, **fields: Any) -> dict[str, Any]:
+        return {"type": "track", "userId": f"u{n}", "event": "E", "messageId": f"m{n}", **fields}
+
+    batch = [
+        track(0),
+        track(1, timestamp="9999-12-31T23:00:00-05:00"),
+        track(2, userId="u\x00x"),
+        track(3),
+        track(4, event="Order Completed", properties={"revenue": 1.7e308}),
+        track(5, sentAt="0001-01-01T00:00:00+05:00", timestamp="2026-01-01T00:00:00Z"),
+        track(6, messageId="m6\x1f"),
+        track(7),
+    ]
+    async with in_process(settings_for(live_kafka, topics)) as client:
+        response = await client.post("/v1/batch", json={"batch": batch}, auth=AUTH)
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["accepted"] == 3
+    fields = [(r["index"], r["field"]) for r in answer["rejected"]]
+    assert fields == [
+        (1, "timestamp"),
+        (2, "userId"),
+        (4, "properties.revenue"),
+        (5, "sentAt"),
+        (6, "messageId"),
+    ]
+    written = await read_topic(live_kafka, topics.events)
+    assert sorted(w.event.message_id for w in written) == ["m0", "m3", "m7"]
 
 
 async def test_missing_or_wrong_write_keys_get_401(live_kafka: str, topics: Topics) -> None:
