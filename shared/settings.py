@@ -41,12 +41,16 @@ SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 
 def load_settings(cls: type[SettingsT]) -> SettingsT:
-    """Build `cls` from the environment, or fail naming each bad variable."""
+    """Build `cls` from the environment, or fail naming each bad variable.
+
+    The message names the variable and what is wrong with it, never its value: the
+    value may be a password (DATABASE_URL carries one) and the message reaches logs.
+    """
     try:
         return cls()
     except ValidationError as exc:
         problems = []
-        for err in exc.errors():
-            variable = "_".join(str(part) for part in err["loc"]).upper()
-            problems.append(f"{variable}={err.get('input')!r}: {err['msg']}")
+        for err in exc.errors(include_input=False, include_url=False):
+            variable = "_".join(str(part) for part in err["loc"]).upper() or "settings"
+            problems.append(f"{variable}: {err['msg']}")
         raise SettingsError("bad settings: " + "; ".join(problems)) from None

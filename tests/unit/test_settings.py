@@ -41,3 +41,15 @@ def test_every_topic_has_a_dead_letter_topic() -> None:
     topics = Topics("e", "t", "n")
     assert dead_letter_topic("e") == "e.dlq"
     assert set(topics.all()) == {"e", "t", "n", "e.dlq", "t.dlq", "n.dlq"}
+
+
+def test_a_bad_setting_never_shows_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message reaches logs: it names the variable, not what it holds."""
+    monkeypatch.setenv("TOPIC_PARTITIONS", "s3cret-partitions")
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://app:hunter2@db/lifecycle")
+    with pytest.raises(SettingsError) as refused:
+        load_settings(CommonSettings)
+    message = str(refused.value)
+    assert "TOPIC_PARTITIONS" in message
+    assert "s3cret" not in message
+    assert "hunter2" not in message
