@@ -6,6 +6,13 @@ Commit order for each batch:
   3. commit the batch's offsets to Kafka;
   4. wake the executor and the relay.
 Killed between 2 and 3, the batch is read again and plans nothing new (ledger key).
+
+A batch whose plan fails for a reason of its own transitions (an id longer than the
+ledger holds, a NUL byte PostgreSQL refuses, a value the playbook cannot take), not the
+infrastructure's (shared/faults.py), is planned again in halves, each in its own
+transaction, down to the single transitions that still fail: those go to the DLQ with
+their error, the others are planned once. Killed part-way, the batch is read again:
+the halves already committed plan nothing new (ledger key), the rest are planned.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.ledger import Received, plan_batch
@@ -27,6 +35,7 @@ from notifier.store.held import HeldConnection
 from shared.clock import Clock
 from shared.codec import decode
 from shared.errors import DecodeError
+from shared.faults import is_infrastructure_fault
 from shared.kafka.dead_letter import DeadLetter, send_dead_letters
 from shared.transitions import Transition
 
@@ -85,7 +94,15 @@ class TransitionConsumer:
                 except DecodeError as exc:
                     letters.append(_dead_letter(record, str(exc)))
                     continue
-                received.append(Received(transition, bytes(record.value or b"")))
+                received.append(
+                    Received(
+                        transition,
+                        bytes(record.value or b""),
+                        record.topic,
+                        record.partition,
+                        record.offset,
+                    )
+                )
         if letters:
             # Killed after: the poison records are read and dead-lettered again (same offsets).
             await send_dead_letters(self._producer, letters)
@@ -95,25 +112,60 @@ class TransitionConsumer:
                 extra={"count": len(letters), "first_error": letters[0].error},
             )
         if received:
-            async with self._connection.begin() as conn:
-                summary = await plan_batch(
-                    conn,
-                    received,
-                    playbook=self._playbook,
-                    clock=self._clock,
-                    wall_now=datetime.now(UTC),
-                )
+            planned = await self._plan_isolating(received)
             # Killed here: the plan is committed, the offsets are not; the batch comes
             # back and the ledger key makes it plan nothing new.
-            for item in received:
+            for item in planned:
                 self._recent.put(item.transition)  # the senders need not parse it again
-            for (channel, result), count in summary.actions.items():
-                self._metrics.actions.labels(channel, result).inc(count)
         await self._commit(batch)
         self._metrics.transitions_consumed.inc(len(received))
         self._metrics.plan_batch_size.observe(len(received) + len(letters))
         self._metrics.plan_batch_seconds.observe(time.perf_counter() - started)
         self._on_planned()
+
+    async def _plan_isolating(self, received: list[Received]) -> list[Received]:
+        """Plan `received`; what could not be planned is dead-lettered. The planned ones."""
+        planned: list[Received] = []
+        refused: list[tuple[Received, BaseException]] = []
+        pending = [received]  # slices still to plan, the next one last
+        while pending:
+            part = pending.pop()
+            try:
+                await self._plan(part)
+            except Exception as exc:
+                if is_infrastructure_fault(exc):
+                    raise  # nothing of this slice is kept: the batch is read again
+                if len(part) == 1:
+                    refused.append((part[0], exc))
+                    continue
+                middle = len(part) // 2
+                pending += [part[middle:], part[:middle]]
+                continue
+            planned += part
+        if refused:
+            letters = [_refused_letter(item, exc) for item, exc in refused]
+            # Before the offsets: killed after this, the batch is read again and the
+            # same transitions are dead-lettered again (same source offset).
+            await send_dead_letters(self._producer, letters)
+            self._metrics.transitions_refused.inc(len(letters))
+            for letter in letters:
+                log.error(
+                    "transition dead-lettered",
+                    extra={"offset": letter.offset, "error": letter.error},
+                )
+        return planned
+
+    async def _plan(self, part: list[Received]) -> None:
+        async with self._connection.begin() as conn:
+            summary = await plan_batch(
+                conn,
+                part,
+                playbook=self._playbook,
+                clock=self._clock,
+                wall_now=datetime.now(UTC),
+            )
+        for (channel, result), count in summary.actions.items():
+            self._metrics.actions.labels(channel, result).inc(count)
 
     async def _commit(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -134,5 +186,21 @@ def _dead_letter(record: ConsumerRecord[bytes, bytes], error: str) -> DeadLetter
         offset=record.offset,
         key=record.key,
         value=record.value,
+        error=error,
+    )
+
+
+def _refused_letter(item: Received, exc: BaseException) -> DeadLetter:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        error = f"refused by the ledger: {type(exc.orig).__name__}: {exc.orig}"
+    else:
+        error = f"could not be planned: {type(exc).__name__}: {exc}"
+    key = item.transition.subject.encode(errors="replace")
+    return DeadLetter(
+        topic=item.topic,
+        partition=item.partition,
+        offset=item.offset,
+        key=key,
+        value=item.payload,
         error=error,
     )

@@ -40,6 +40,10 @@ def idempotency_key(transition_id: str, ledger_key: str) -> str:
 class Received:
     transition: Transition
     payload: bytes  # the bytes as consumed, kept to render and to dead-letter later
+    # Where it was read (for a dead letter when it cannot be planned).
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
 
 
 @dataclass(slots=True)

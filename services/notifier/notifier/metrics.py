@@ -17,6 +17,7 @@ class NotifierMetrics:
     registry: CollectorRegistry
     transitions_consumed: Counter
     transitions_dead_lettered: Counter
+    transitions_refused: Counter
     plan_batch_seconds: Histogram
     plan_batch_size: Histogram
     actions: Counter  # labels: channel, result (pending, deferred, skipped:<reason>, sent, retry…)
@@ -40,6 +41,12 @@ class NotifierMetrics:
             transitions_dead_lettered=Counter(
                 "notifier_transitions_dead_lettered",
                 "transition records that could not be decoded",
+                registry=registry,
+            ),
+            transitions_refused=Counter(
+                "notifier_transitions_refused",
+                "transitions that decoded but could not be planned into the ledger "
+                "(dead-lettered with the error)",
                 registry=registry,
             ),
             plan_batch_seconds=Histogram(
