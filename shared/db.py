@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,50 @@ def is_sqlite(database_url: str) -> bool:
     return make_url(database_url).get_backend_name() == "sqlite"
 
 
-def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine with the settings each backend needs to be safe under concurrency."""
+@dataclass(frozen=True, slots=True)
+class DbTimeouts:
+    """How long a PostgreSQL client waits before it calls the database unreachable.
+
+    Without these, a database that stops answering (a silent network partition, a
+    frozen server) holds every awaiting statement forever: a consumer keeps its
+    partitions and its locks while nothing moves. With them every wait ends in an
+    error the loops' supervisor counts, backs off from and shows in readiness.
+    """
+
+    # The server cancels a statement running longer (statement_timeout); the client
+    # gives up STATEMENT_GRACE_S later (asyncpg's command_timeout), when the server
+    # did not even answer with the cancellation. None: no limit (migrations).
+    statement_s: float | None = 30.0
+    # Opening a connection (TCP, TLS, start-up), per attempt.
+    connect_s: float = 10.0
+    # Waiting for a free connection when the pool is exhausted.
+    pool_checkout_s: float = 30.0
+
+    def without_statement_limit(self) -> DbTimeouts:
+        """For schema migrations, whose index builds may take longer than any batch."""
+        return replace(self, statement_s=None)
+
+
+# The client's deadline past the server's, so the server's cancellation (which keeps
+# the connection usable) normally comes first.
+STATEMENT_GRACE_S = 5.0
+
+
+def _asyncpg_timeouts(timeouts: DbTimeouts) -> dict[str, Any]:
+    args: dict[str, Any] = {"timeout": timeouts.connect_s}
+    if timeouts.statement_s is not None:
+        args["command_timeout"] = timeouts.statement_s + STATEMENT_GRACE_S
+        statement_ms = max(1, round(timeouts.statement_s * 1000))
+        args["server_settings"] = {"statement_timeout": str(statement_ms)}
+    return args
+
+
+def make_engine(
+    database_url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
+) -> AsyncEngine:
+    """An engine with the settings each backend needs to be safe under concurrency,
+    and (PostgreSQL) deadlines on every wait for the server (`DbTimeouts`)."""
+    timeouts = timeouts or DbTimeouts()
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -26,7 +69,13 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         engine = create_async_engine(url, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=timeouts.pool_checkout_s,
+        connect_args=_asyncpg_timeouts(timeouts),
+    )
     _ping_on_checkout(engine)
     return engine
 

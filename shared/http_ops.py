@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from shared.metrics import METRICS_CONTENT_TYPE, render
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+# (alive, what to add to the body): a service that knows more than "the process serves".
+LivenessReport = Callable[[], tuple[bool, Mapping[str, Any]]]
 
 
 def ops_router(
@@ -20,13 +22,19 @@ def ops_router(
     readiness_checks: Mapping[str, ReadinessCheck],
     *,
     check_timeout_s: float = 3.0,
+    liveness: LivenessReport | None = None,
 ) -> APIRouter:
-    """`/healthz`: the process serves. `/readyz`: every named dependency answers."""
+    """`/healthz`: the process serves (and, with `liveness`, what that says: 503 when
+    not alive). `/readyz`: every named dependency answers."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
     async def healthz() -> Response:
-        return _json({"status": "ok"})
+        if liveness is None:
+            return _json({"status": "ok"})
+        alive, details = liveness()
+        body = {"status": "ok" if alive else "stopped", **details}
+        return _json(body, status_code=200 if alive else 503)
 
     @router.get("/readyz")
     async def readyz() -> Response:

@@ -12,6 +12,7 @@ from typing import TypeVar
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.db import DbTimeouts
 from shared.errors import SettingsError
 
 
@@ -35,6 +36,20 @@ class CommonSettings(BaseSettings):
     stage_engine_port: int = Field(default=8001, ge=1, le=65535)
     notifier_port: int = Field(default=8002, ge=1, le=65535)
     http_host: str = "127.0.0.1"
+    # PostgreSQL deadlines (shared.db.DbTimeouts): a statement the server runs longer is
+    # cancelled, a connection not opened in time is an error; both count as the
+    # database being unreachable, never as a hang.
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    db_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=600)
+    db_pool_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+
+    @property
+    def db_timeouts(self) -> DbTimeouts:
+        return DbTimeouts(
+            statement_s=self.db_statement_timeout_seconds,
+            connect_s=self.db_connect_timeout_seconds,
+            pool_checkout_s=self.db_pool_timeout_seconds,
+        )
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

@@ -70,7 +70,7 @@ class NotifierService:
         self.playbook = playbook
         self.topics = Topics.from_settings(settings)
         self.metrics = NotifierMetrics.create()
-        self.engine = make_engine(settings.database_url, pool_size=8)
+        self.engine = make_engine(settings.database_url, pool_size=8, timeouts=settings.db_timeouts)
         self._clock_override = clock
         self._on_fatal = on_fatal
         self._running: _Running | None = None

@@ -134,11 +134,24 @@ def create_app(
         return await broker_answers(settings.kafka_bootstrap_servers, timeout_s=2.0)
 
     async def engine_ready() -> bool:
-        return _engine_of(app).running
+        """Every loop runs (none recovering from a fault) and owns what it was assigned."""
+        engine = _engine_of(app)
+        return engine.running and not engine.not_ready()
+
+    def liveness() -> tuple[bool, dict[str, Any]]:
+        """Alive unless a loop stopped the engine. A loop restarting after a fault is
+        alive (a new process would not bring the database back): the body names it."""
+        engine = _engine_of(app)
+        return engine.failure is None, {
+            "loops": engine.supervisor.report(),
+            **engine.not_ready(),
+        }
 
     app.include_router(
         ops_router(
-            registry, {"database": database_ready, "kafka": kafka_ready, "engine": engine_ready}
+            registry,
+            {"database": database_ready, "kafka": kafka_ready, "engine": engine_ready},
+            liveness=liveness,
         )
     )
     return app

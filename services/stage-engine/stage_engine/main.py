@@ -30,18 +30,24 @@ from stage_engine.runtime import Engine
 from stage_engine.settings import StageEngineSettings
 from stage_engine.store.database import Database
 from stage_engine.store.migrate import migrate
+from stage_engine.supervisor import RestartPolicy
 from stage_engine.timers import TimerLoop, TimerTime
 
 SERVICE = "stage-engine"
 
 
-def open_database(settings: StageEngineSettings) -> Database:
-    return Database(make_engine(settings.database_url, pool_size=settings.stage_db_pool_size))
+def open_database(settings: StageEngineSettings, *, migrating: bool = False) -> Database:
+    timeouts = settings.db_timeouts
+    if migrating:
+        timeouts = timeouts.without_statement_limit()
+    return Database(
+        make_engine(settings.database_url, pool_size=settings.stage_db_pool_size, timeouts=timeouts)
+    )
 
 
 async def migrate_database(settings: StageEngineSettings) -> None:
     """The pre-start step: `alembic upgrade head` on the configured database."""
-    db = open_database(settings)
+    db = open_database(settings, migrating=True)
     try:
         await migrate(db.engine)
     finally:
@@ -194,13 +200,19 @@ async def start_engine(
         ),
         pressure=pressure,
         rfm=rfm,
+        assignments=SeekToStoredOffsets(
+            consumer=consumer,
+            db=db,
+            topic=topic,
+            ownership=ownership,
+            metrics=metrics,
+            callback_timeout_s=settings.stage_session_timeout_ms / 2000,
+        ),
+        restart_policy=RestartPolicy(healthy_after_s=settings.stage_loop_healthy_after_seconds),
         on_failure=on_failure,
     )
     await producer.start()
-    consumer.subscribe(
-        [topic],
-        listener=SeekToStoredOffsets(consumer=consumer, db=db, topic=topic, ownership=ownership),
-    )
+    consumer.subscribe([topic], listener=engine.assignments)
     await consumer.start()
     engine.start_loops()
     return engine

@@ -103,3 +103,29 @@ class EngineMetrics:
             "1 while the timer loop waits for the outbox to drain (backpressure)",
             registry=r,
         )
+        self.loop_restarts = Counter(
+            f"{_PREFIX}_loop_restarts",
+            "Background loops restarted after an infrastructure fault (database or broker "
+            "unreachable, a statement timed out), by loop and the fault's class",
+            ["loop", "reason"],
+            registry=r,
+        )
+        self.assignment_failures = Counter(
+            f"{_PREFIX}_assignment_failures",
+            "Attempts to take assigned partitions (read their stored offsets, seek) that "
+            "failed, by the fault's class; the partitions stay paused until taken",
+            ["reason"],
+            registry=r,
+        )
+        self.partitions_not_taken = Gauge(
+            f"{_PREFIX}_partitions_not_taken",
+            "Partitions assigned to this engine that it could not take yet",
+            registry=r,
+        )
+        self.offset_resets = Counter(
+            f"{_PREFIX}_offset_resets",
+            "Stored offsets moved back to the partition's beginning, by reason "
+            "(beyond_log_end: the log was recreated or lost)",
+            ["reason"],
+            registry=r,
+        )

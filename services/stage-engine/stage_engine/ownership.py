@@ -32,10 +32,21 @@ class Ownership:
         self._lag: dict[int, int] = {}
         # Bumped on every assignment: the relay re-checks what may already be published.
         self.generation = 0
+        # Assigned to this instance by the group but not taken: reading their stored
+        # offsets failed (rebalance.py retries). Not owned, so nothing reads them.
+        self._not_taken: set[int] = set()
 
     @property
     def partitions(self) -> frozenset[int]:
         return frozenset(self._positions)
+
+    @property
+    def not_taken(self) -> frozenset[int]:
+        """Partitions assigned to this instance that it could not take yet."""
+        return frozenset(self._not_taken)
+
+    def could_not_take(self, partitions: Collection[int]) -> None:
+        self._not_taken.update(partitions)
 
     def position(self, partition: int) -> int | None:
         """The stored offset the next batch of `partition` starts from (None: not owned)."""
@@ -86,6 +97,7 @@ class Ownership:
             self._moved_at_s[partition] = self._monotonic_s()
             self._lag.pop(partition, None)
             self._max_received_at.pop(partition, None)
+            self._not_taken.discard(partition)
         self.generation += 1
 
     def release(self, partitions: Collection[int]) -> None:
@@ -95,6 +107,7 @@ class Ownership:
             self._moved_at_s.pop(partition, None)
             self._lag.pop(partition, None)
             self._max_received_at.pop(partition, None)
+            self._not_taken.discard(partition)
 
     def advanced(
         self,

@@ -61,6 +61,9 @@ class StageEngineSettings(CommonSettings):
     stage_rfm_refresh_seconds: float = Field(default=3600.0, ge=0)
 
     stage_db_pool_size: int = Field(default=10, ge=2, le=200)
+    # A loop restarted after an infrastructure fault (supervisor.py) counts as recovered,
+    # for readiness and for its backoff, once it has run this long without a fault.
+    stage_loop_healthy_after_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     @model_validator(mode="after")
     def _lateness_fits_dedup(self) -> StageEngineSettings:

@@ -78,6 +78,53 @@ async def load_offsets(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class OffsetReset:
+    """A stored offset past its partition's log end, and where reading starts again."""
+
+    partition: int
+    stored: int  # the offset the database held
+    log_end: int  # the partition's end offset when it was assigned
+    beginning: int  # the partition's beginning offset: the new next offset
+
+
+def beyond_log_end(
+    stored: Mapping[int, StoredOffset], ends: Mapping[int, int], beginnings: Mapping[int, int]
+) -> list[OffsetReset]:
+    """The partitions whose stored offset lies past the log's end.
+
+    Nothing this engine applied can lie past the end: the log was truncated or lost
+    (the topic deleted and recreated, a broker's data lost). Read from its end on,
+    every record the new log gets before reaching the stored offset would be taken
+    for an applied one and skipped. So the policy: read the new log from its start.
+    """
+    return [
+        OffsetReset(partition, offset.next_offset, ends[partition], beginnings[partition])
+        for partition, offset in sorted(stored.items())
+        if partition in ends and offset.next_offset > ends[partition]
+    ]
+
+
+async def reset_offsets(conn: AsyncConnection, topic: str, resets: Collection[OffsetReset]) -> None:
+    """Move each stored offset back to its partition's beginning, fenced on the value read.
+
+    Killed right after (before the commit): the offsets stay past the end and the next
+    assignment finds and resets them again. After the commit: the partitions are read
+    from their beginning; the dedup window drops what was already applied.
+    """
+    for reset in sorted(resets, key=lambda r: r.partition):
+        statement = (
+            update(offsets)
+            .where(
+                offsets.c.topic == topic,
+                offsets.c.partition == reset.partition,
+                offsets.c.next_offset == reset.stored,
+            )
+            .values(next_offset=reset.beginning)
+        )
+        await conn.execute(statement)
+
+
 async def create_missing_offsets(
     conn: AsyncConnection, db: Database, topic: str, starts: Mapping[int, int]
 ) -> None:
