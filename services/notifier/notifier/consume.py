@@ -76,6 +76,7 @@ class TransitionConsumer:
             await self._connection.close()
 
     async def _run(self) -> None:
+        await self._rewind()
         while True:
             batch = await self._consumer.getmany(
                 timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH_RECORDS
@@ -122,6 +123,17 @@ class TransitionConsumer:
         self._metrics.plan_batch_size.observe(len(received) + len(letters))
         self._metrics.plan_batch_seconds.observe(time.perf_counter() - started)
         self._on_planned()
+
+    async def _rewind(self) -> None:
+        """Seek each assigned partition back to its committed offset: a loop restarted
+        after a fault (shared/supervisor.py) reads again the batch it had polled but not
+        planned. Nothing assigned yet on the first start: the group's offsets apply."""
+        for tp in self._consumer.assignment():
+            offset = await self._consumer.committed(tp)
+            if offset is None:
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
 
     async def _plan_isolating(self, received: list[Received]) -> list[Received]:
         """Plan `received`; what could not be planned is dead-lettered. The planned ones."""

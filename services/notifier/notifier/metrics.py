@@ -18,6 +18,7 @@ class NotifierMetrics:
     transitions_consumed: Counter
     transitions_dead_lettered: Counter
     transitions_refused: Counter
+    loop_restarts: Counter  # labels: loop, reason
     plan_batch_seconds: Histogram
     plan_batch_size: Histogram
     actions: Counter  # labels: channel, result (pending, deferred, skipped:<reason>, sent, retry…)
@@ -41,6 +42,12 @@ class NotifierMetrics:
             transitions_dead_lettered=Counter(
                 "notifier_transitions_dead_lettered",
                 "transition records that could not be decoded",
+                registry=registry,
+            ),
+            loop_restarts=Counter(
+                "notifier_loop_restarts",
+                "Loops restarted after an infrastructure fault, by loop and root error class",
+                ["loop", "reason"],
                 registry=registry,
             ),
             transitions_refused=Counter(

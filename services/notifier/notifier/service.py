@@ -40,6 +40,7 @@ from shared.kafka.consumer import ConsumerTuning, make_consumer
 from shared.kafka.ping import broker_answers
 from shared.kafka.producer import make_producer
 from shared.shutdown import stop_within
+from shared.supervisor import RestartPolicy, Supervisor
 from shared.topics import Topics, dead_letter_topic
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,13 @@ class NotifierService:
         self._running: _Running | None = None
         self.clock: Clock | None = clock
         self.fatal: BaseException | None = None
+        # Infrastructure faults restart a loop after a backoff; anything else is fatal.
+        self._supervisor = Supervisor(
+            service="notifier",
+            restarts=self.metrics.loop_restarts,
+            policy=RestartPolicy(),
+            on_failure=self._failed,
+        )
 
     async def start(self) -> None:
         s = self.settings
@@ -154,13 +162,10 @@ class NotifierService:
             on_planned=planned,
             recent=recent,
         )
-        tasks = [
-            asyncio.create_task(transitions.run(), name="notifier-consumer"),
-            asyncio.create_task(executor.run(), name="notifier-executor"),
-            asyncio.create_task(relay.run(), name="notifier-relay"),
-        ]
-        for task in tasks:
-            task.add_done_callback(self._task_done)
+        self._supervisor.start(
+            {"consumer": transitions.run, "executor": executor.run, "relay": relay.run}
+        )
+        tasks = self._supervisor.tasks
         self._running = _Running(
             engine=self.engine,
             producer=producer,
@@ -199,13 +204,7 @@ class NotifierService:
             await stop_within("HTTP client", running.client.aclose)
         await stop_within("database pool", self.engine.dispose)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is None:
-            error = RuntimeError(f"{task.get_name()} returned, which it never should")
-        log.error("notifier loop stopped", extra={"task": task.get_name()}, exc_info=error)
+    def _failed(self, error: BaseException) -> None:
         self.fatal = error
         if self._on_fatal is not None:
             self._on_fatal(error)
@@ -229,4 +228,7 @@ class NotifierService:
         return await broker_answers(self.settings.kafka_bootstrap_servers, timeout_s=2.0)
 
     async def loops_running(self) -> bool:
-        return self._running is not None and self.fatal is None
+        """Started, nothing fatal, and no loop backing off after a fault."""
+        return (
+            self._running is not None and self.fatal is None and not self._supervisor.recovering()
+        )

@@ -13,6 +13,7 @@ from shared.kafka.admin import ensure_topics
 from shared.kafka.consumer import ConsumerTuning, make_consumer
 from shared.kafka.dead_letter import send_dead_letters
 from shared.kafka.producer import make_producer
+from shared.supervisor import RestartPolicy
 from shared.topics import dead_letter_topic
 from stage_engine.backpressure import OutboxPressure
 from stage_engine.consume import BatchApplier
@@ -30,7 +31,6 @@ from stage_engine.runtime import Engine
 from stage_engine.settings import StageEngineSettings
 from stage_engine.store.database import Database
 from stage_engine.store.migrate import migrate
-from stage_engine.supervisor import RestartPolicy
 from stage_engine.timers import TimerLoop, TimerTime
 
 SERVICE = "stage-engine"

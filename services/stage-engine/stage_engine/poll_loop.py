@@ -201,5 +201,8 @@ class PollLoop:
             self._consumer.pause(*assigned)  # again: partitions assigned since are paused too
             self._paused = True
         elif self._paused:
-            self._consumer.resume(*assigned)
+            # Partitions whose assignment failed stay paused until they are taken
+            # (rebalance.py): their records would be fetched only to be dropped.
+            not_taken = self._ownership.not_taken
+            self._consumer.resume(*(tp for tp in assigned if tp.partition not in not_taken))
             self._paused = False

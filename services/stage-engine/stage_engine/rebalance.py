@@ -19,6 +19,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from shared.supervisor import fault_reason, root_cause
 from stage_engine.metrics import EngineMetrics
 from stage_engine.ownership import Ownership
 from stage_engine.store.database import Database
@@ -30,7 +31,6 @@ from stage_engine.store.offsets import (
     load_offsets,
     reset_offsets,
 )
-from stage_engine.supervisor import fault_reason, root_cause
 
 log = logging.getLogger(__name__)
 

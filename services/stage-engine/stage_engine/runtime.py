@@ -1,6 +1,6 @@
 """A running engine: its clients, its loops, and what happens when one of them fails.
 
-One supervisor (supervisor.py) runs every loop: a loop that fails on an infrastructure
+One supervisor (shared/supervisor.py) runs every loop: a loop that fails on an infrastructure
 fault is restarted in place after a backoff, and the engine reports not ready until it
 has recovered; any other failure (a bug, too many poison messages in a row) stops the
 engine: the failure is kept and `on_failure` is told, so the process can exit non-zero
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.shutdown import stop_within
+from shared.supervisor import RestartPolicy, Supervisor
 from stage_engine.backpressure import OutboxPressure
 from stage_engine.housekeeping import Housekeeping
 from stage_engine.metrics import EngineMetrics
@@ -26,7 +27,6 @@ from stage_engine.rebalance import SeekToStoredOffsets
 from stage_engine.relay import Relay
 from stage_engine.rfm_refresh import LiveConfig, RfmRefresh
 from stage_engine.store.database import Database
-from stage_engine.supervisor import RestartPolicy, Supervisor
 from stage_engine.timers import TimerLoop
 
 STOP_TIMEOUT_S = 10.0
@@ -53,7 +53,10 @@ class Engine:
 
     def __post_init__(self) -> None:
         self.supervisor = Supervisor(
-            metrics=self.metrics, policy=self.restart_policy, on_failure=self.on_failure
+            service="stage-engine",
+            restarts=self.metrics.loop_restarts,
+            policy=self.restart_policy,
+            on_failure=self.on_failure,
         )
 
     @property

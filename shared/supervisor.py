@@ -1,12 +1,12 @@
-"""One supervisor for the engine's background loops: restart on the world's faults,
-stop on our own.
+"""One supervisor for a service's background loops (the stage engine's and the
+notifier's): restart on the world's faults, stop on our own.
 
 A loop that raises an infrastructure fault (shared.faults: the database or the broker
 unreachable, a statement timed out) is started again in place after a backoff of
 0.5 s, doubling to 30 s. A loop that then runs `healthy_after_s` without a fault has
 recovered: its next fault starts the backoff from 0.5 s again. Each restart is counted
-(`stage_engine_loop_restarts_total{loop,reason}`), logged as an error, and the loop is
-listed by `recovering()` (the engine's readiness) until it has recovered.
+(`<service>_loop_restarts_total{loop,reason}`), logged as an error, and the loop is
+listed by `recovering()` (the service's readiness) until it has recovered.
 
 Any other exception is a bug or a broken input stream, and is not retried in place:
 the failure is kept, `on_failure` is told (the process exits non-zero and is
@@ -21,8 +21,9 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from shared.faults import is_infrastructure_fault
-from stage_engine.metrics import EngineMetrics
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,14 @@ class Supervisor:
     def __init__(
         self,
         *,
-        metrics: EngineMetrics,
+        service: str,
+        restarts: Counter,
         policy: RestartPolicy,
         on_failure: Callable[[BaseException], None] | None = None,
         monotonic_s: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._metrics = metrics
+        self._service = service
+        self._restarts = restarts  # labels: loop, reason
         self._policy = policy
         self._on_failure = on_failure
         self._monotonic_s = monotonic_s
@@ -91,7 +94,7 @@ class Supervisor:
     def start(self, loops: Mapping[str, Callable[[], Awaitable[None]]]) -> None:
         for name, run in loops.items():
             self._health[name] = LoopHealth()
-            task = asyncio.create_task(self._supervise(name, run), name=f"stage-engine-{name}")
+            task = asyncio.create_task(self._supervise(name, run), name=f"{self._service}-{name}")
             self.tasks.append(task)
 
     def recovering(self) -> dict[str, str]:
@@ -144,9 +147,9 @@ class Supervisor:
         root = root_cause(exc)
         reason = type(root).__name__
         delay_s = health.faulted(self._monotonic_s(), reason, self._policy)
-        self._metrics.loop_restarts.labels(name, reason).inc()
+        self._restarts.labels(name, reason).inc()
         log.error(
-            "stage engine loop failed on an infrastructure fault; restarting it",
+            "loop failed on an infrastructure fault; restarting it",
             extra={
                 "loop": name,
                 "reason": reason,
@@ -162,7 +165,9 @@ class Supervisor:
             return
         self.failure = exc
         self.failed_loop = name
-        log.exception("stage engine loop failed; stopping", extra={"loop": name}, exc_info=exc)
+        log.exception(
+            "loop failed; stopping", extra={"service": self._service, "loop": name}, exc_info=exc
+        )
         if self._on_failure is not None:
             self._on_failure(exc)
 

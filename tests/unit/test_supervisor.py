@@ -11,14 +11,14 @@ import asyncpg
 import pytest
 from sqlalchemy.exc import DBAPIError
 from stage_engine.metrics import EngineMetrics
-from stage_engine.supervisor import (
+
+from shared.supervisor import (
     LoopHealth,
     RestartPolicy,
     Supervisor,
     fault_reason,
     is_infrastructure,
 )
-
 from tests.waiting import eventually
 
 POLICY = RestartPolicy()
@@ -90,7 +90,9 @@ async def test_infrastructure_faults_restart_the_loop_and_show_until_it_recovers
     metrics = EngineMetrics()
     failures: list[BaseException] = []
     policy = RestartPolicy(first_delay_s=0.01, max_delay_s=0.02, healthy_after_s=0.5)
-    supervisor = Supervisor(metrics=metrics, policy=policy, on_failure=failures.append)
+    supervisor = Supervisor(
+        service="t", restarts=metrics.loop_restarts, policy=policy, on_failure=failures.append
+    )
     runs: list[int] = []
     faults: list[BaseException] = [ConnectionRefusedError(111, "refused")] * 3
     supervisor.start({"poll": _flaky(faults, runs)})
@@ -115,7 +117,12 @@ async def test_infrastructure_faults_restart_the_loop_and_show_until_it_recovers
 
 async def test_any_other_exception_stops_the_engine() -> None:
     failures: list[BaseException] = []
-    supervisor = Supervisor(metrics=EngineMetrics(), policy=POLICY, on_failure=failures.append)
+    supervisor = Supervisor(
+        service="t",
+        restarts=EngineMetrics().loop_restarts,
+        policy=POLICY,
+        on_failure=failures.append,
+    )
     bug = ZeroDivisionError("division by zero")
     runs: list[int] = []
     supervisor.start({"timers": _flaky([bug], runs), "relay": _flaky([], [])})
