@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
@@ -57,16 +58,18 @@ def _asyncpg_timeouts(timeouts: DbTimeouts) -> dict[str, Any]:
 
 
 def make_engine(
-    database_url: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
+    database_url: str | SecretStr, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
 ) -> AsyncEngine:
     """An engine with the settings each backend needs to be safe under concurrency,
     and (PostgreSQL) deadlines on every wait for the server (`DbTimeouts`)."""
     timeouts = timeouts or DbTimeouts()
+    if isinstance(database_url, SecretStr):  # the settings' form: it carries a password
+        database_url = database_url.get_secret_value()
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, hide_parameters=True)
         _sqlite_pragmas(engine)
         return engine
     engine = create_async_engine(
@@ -75,6 +78,9 @@ def make_engine(
         max_overflow=pool_size,
         pool_timeout=timeouts.pool_checkout_s,
         connect_args=_asyncpg_timeouts(timeouts),
+        # Errors and logs never carry bound parameters: they hold user ids, emails and
+        # phones (a state's JSON), and errors reach logs and dead-letter headers.
+        hide_parameters=True,
     )
     _ping_on_checkout(engine)
     return engine

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.db import DbTimeouts
@@ -22,7 +22,8 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    database_url: str = "sqlite+aiosqlite:///.local/lifecycle.db"
+    # Secret: it carries the password. Never logged; unwrapped where the engine is built.
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///.local/lifecycle.db")
     topic_events: str = "lifecycle.events.v1"
     topic_transitions: str = "lifecycle.transitions.v1"
     topic_notifications: str = "lifecycle.notifications.v1"

@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 
+from pydantic import SecretStr
+
 from notifier.app import create_app
 from notifier.playbook import PlaybookError, load_playbook
 from notifier.service import NotifierService
@@ -27,7 +29,7 @@ from shared.settings import load_settings
 log = logging.getLogger("notifier")
 
 
-async def _migrate(database_url: str) -> None:
+async def _migrate(database_url: SecretStr) -> None:
     engine = make_engine(database_url, pool_size=1)
     try:
         await migrate(engine)

@@ -179,7 +179,11 @@ async def _start(
         how = "started; stopped again at the end" if broker.started_here else "already running"
         console.print(f"local Kafka at {broker.bootstrap_servers} ({how})")
     topics = Topics.from_settings(settings)
-    explicit_db = settings.database_url if "database_url" in settings.model_fields_set else None
+    explicit_db = (
+        settings.database_url.get_secret_value()
+        if "database_url" in settings.model_fields_set
+        else None
+    )
     names = ", ".join(topics.all())
     if args.fresh:
         console.print(f"--fresh: wiping {paths.state_dir} and the topics {names}")

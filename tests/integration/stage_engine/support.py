@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 from aiokafka import TopicPartition
+from pydantic import SecretStr
 from sqlalchemy import select
 from stage_engine.lifecycle import LifecycleConfig
 from stage_engine.main import migrate_database, start_engine
@@ -66,7 +67,8 @@ def settings_for(
 def as_env(settings: StageEngineSettings) -> dict[str, str]:
     """The settings as environment variables, for `python -m stage_engine`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGE_", "TOPIC_"))}
-    for name, value in settings.model_dump().items():
+    for name, dumped in settings.model_dump().items():
+        value = dumped.get_secret_value() if isinstance(dumped, SecretStr) else dumped
         if value is not None:
             env[name.upper()] = str(value)
     return env
@@ -256,11 +258,12 @@ async def wait_until_drained(
 ) -> None:
     """Every event consumed (stored offsets at the end) and the outbox empty."""
     ends = await end_offsets(bootstrap, settings.topic_events)
+    url = settings.database_url.get_secret_value()
 
     async def probe() -> tuple[dict[int, int], int]:
         return (
-            await consumed_offsets(settings.database_url, settings.topic_events),
-            await outbox_size(settings.database_url),
+            await consumed_offsets(url, settings.topic_events),
+            await outbox_size(url),
         )
 
     await eventually(
