@@ -7,9 +7,9 @@ as a frozen object: library code never reads the environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.db import DbTimeouts
@@ -28,7 +28,10 @@ class CommonSettings(BaseSettings):
     topic_transitions: str = "lifecycle.transitions.v1"
     topic_notifications: str = "lifecycle.notifications.v1"
     topic_partitions: int = Field(default=12, ge=1, le=10_000)
+    # Durability of the topics the services create (shared/kafka/admin.py): 1/1 for one
+    # local broker; 3/2 on a cluster.
     topic_replication_factor: int = Field(default=1, ge=1, le=7)
+    topic_min_insync_replicas: int = Field(default=1, ge=1, le=7)
     lifecycle_config: Path | None = None
     playbook_config: Path | None = None
     log_level: str = "INFO"
@@ -51,6 +54,16 @@ class CommonSettings(BaseSettings):
             connect_s=self.db_connect_timeout_seconds,
             pool_checkout_s=self.db_pool_timeout_seconds,
         )
+
+    @model_validator(mode="after")
+    def _insync_within_replicas(self) -> Self:
+        if self.topic_min_insync_replicas > self.topic_replication_factor:
+            raise ValueError(
+                f"TOPIC_MIN_INSYNC_REPLICAS={self.topic_min_insync_replicas} exceeds "
+                f"TOPIC_REPLICATION_FACTOR={self.topic_replication_factor}: no write could "
+                "ever be acknowledged"
+            )
+        return self
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)

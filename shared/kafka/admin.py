@@ -1,4 +1,11 @@
-"""Topic creation at start-up, with the configured partition count."""
+"""Topic creation at start-up, with the configured partitions and durability.
+
+Durability: `replication_factor` copies of each partition, and `min.insync.replicas`
+of them must have a write before an acks=all producer (all of ours) is told it
+succeeded. The defaults (1 and 1) suit one local broker; a production cluster wants
+3 and 2, so that an acknowledged event survives the loss of a broker. Topics that
+exist already are left as they are.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,15 @@ import time
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import InvalidReplicationFactorError, TopicAlreadyExistsError
+
+from shared.errors import SettingsError
 
 log = logging.getLogger(__name__)
+
+
+class TopicSettingsError(SettingsError):
+    """The topic settings do not fit the cluster; the message names the setting."""
 
 
 async def ensure_topics(
@@ -19,8 +32,15 @@ async def ensure_topics(
     *,
     partitions: int,
     replication_factor: int = 1,
+    min_insync_replicas: int = 1,
 ) -> None:
     """Create the topics that do not exist yet; existing topics are left as they are."""
+    if replication_factor == 1:
+        log.warning(
+            "topics have TOPIC_REPLICATION_FACTOR=1: an event acknowledged with acks=all "
+            "lives on one broker and is lost with its disk; use 3 (and "
+            "TOPIC_MIN_INSYNC_REPLICAS=2) on a cluster"
+        )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="lifecycle-admin")
     await admin.start()
     try:
@@ -29,7 +49,12 @@ async def ensure_topics(
         if not missing:
             return
         new_topics = [
-            NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor)
+            NewTopic(
+                name=name,
+                num_partitions=partitions,
+                replication_factor=replication_factor,
+                topic_configs={"min.insync.replicas": str(min_insync_replicas)},
+            )
             for name in missing
         ]
         try:
@@ -37,6 +62,11 @@ async def ensure_topics(
         except TopicAlreadyExistsError:
             return  # another replica created them between our list and create
         for name, code, *_ in getattr(response, "topic_errors", []):
+            if code == InvalidReplicationFactorError.errno:
+                raise TopicSettingsError(
+                    f"creating topic {name!r}: TOPIC_REPLICATION_FACTOR={replication_factor} "
+                    "is more than the cluster's brokers"
+                )
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise RuntimeError(f"creating topic {name!r} failed with Kafka error code {code}")
         await _wait_until_described(admin, missing, timeout_s=30.0)

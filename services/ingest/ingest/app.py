@@ -65,6 +65,7 @@ def create_app(settings: IngestSettings, *, clock: Clock | None = None) -> FastA
         topics=topics.all(),
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
+        min_insync_replicas=settings.topic_min_insync_replicas,
         connect_timeout_s=settings.ingest_kafka_connect_timeout_ms / 1000,
         max_backoff_s=settings.ingest_kafka_reconnect_max_backoff_ms / 1000,
         tuning=ProducerTuning(linger_ms=settings.ingest_linger_ms),

@@ -33,6 +33,7 @@ class BrokerLink:
         topics: Sequence[str],
         partitions: int,
         replication_factor: int,
+        min_insync_replicas: int,
         connect_timeout_s: float,
         max_backoff_s: float,
         tuning: ProducerTuning,
@@ -41,6 +42,7 @@ class BrokerLink:
         self._topics = list(topics)
         self._partitions = partitions
         self._replication_factor = replication_factor
+        self._min_insync_replicas = min_insync_replicas
         self._connect_timeout_s = connect_timeout_s
         self._max_backoff_s = max_backoff_s
         self._tuning = tuning
@@ -83,6 +85,7 @@ class BrokerLink:
                     self._topics,
                     partitions=self._partitions,
                     replication_factor=self._replication_factor,
+                    min_insync_replicas=self._min_insync_replicas,
                 )
         except _CONNECT_ERRORS as exc:
             log.warning(

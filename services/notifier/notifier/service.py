@@ -101,6 +101,7 @@ class NotifierService:
             ],
             partitions=s.topic_partitions,
             replication_factor=s.topic_replication_factor,
+            min_insync_replicas=s.topic_min_insync_replicas,
         )
         producer = make_producer(s.kafka_bootstrap_servers, client_id="lifecycle-notifier")
         await producer.start()

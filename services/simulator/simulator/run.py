@@ -204,6 +204,7 @@ async def _start(
         topics.all(),
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
+        min_insync_replicas=settings.topic_min_insync_replicas,
     )
     paths.state_dir.mkdir(parents=True, exist_ok=True)
     write_key = _write_key(settings, paths)

@@ -104,6 +104,7 @@ async def run_simulation(
         topics.all(),
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
+        min_insync_replicas=settings.topic_min_insync_replicas,
     )
     world = World(
         shape=PopulationShape(users=options.users, days=options.days),

@@ -74,6 +74,7 @@ async def start_engine(
         [topic, dead_letter_topic(topic), settings.topic_transitions],
         partitions=settings.topic_partitions,
         replication_factor=settings.topic_replication_factor,
+        min_insync_replicas=settings.topic_min_insync_replicas,
     )
     db = open_database(settings)
     metrics = EngineMetrics(registry)
