@@ -22,3 +22,10 @@ class DecodeError(LifecycleError):
         self.reason = reason
         where = f" field {field!r}" if field else ""
         super().__init__(f"invalid {model}:{where} {reason}")
+
+
+class UpstreamBrokenError(LifecycleError):
+    """The input cannot be processed as it is (say, many undecodable records in a row):
+    the loop waits with a backoff and tries again without moving past it, so nothing is
+    skipped and no crash loop starts; its restarts are counted and readiness is red
+    until an operator repairs the stream or the producer."""

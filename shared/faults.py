@@ -1,10 +1,13 @@
-"""Which failures are the infrastructure's and which are a record's.
+"""Which failures are the infrastructure's, which are a record's, and which are ours.
 
-A loop that fails on an infrastructure fault (PostgreSQL or Kafka unreachable, a
-statement timed out, the server shutting down, a deadlock) pauses, backs off and tries
-the same work again: the work is fine, the world is not. Any other failure while
-applying a record is the record's (a value the database refuses, an overflow in the
-rules): the record is isolated and dead-lettered, and its neighbours go on.
+- An infrastructure fault (PostgreSQL or Kafka unreachable, a statement timed out, the
+  server shutting down, a deadlock): the loop pauses, backs off and tries the same work
+  again. The work is fine, the world is not.
+- A record fault (a value the database refuses, SQLSTATE classes 22 and 23; a value
+  asyncpg cannot encode; an overflow or a refused value in the rules, ArithmeticError
+  and ValueError): the record is isolated and dead-lettered, its neighbours go on.
+- Anything else (an unknown table, a TypeError) is a bug or a broken deployment: it
+  stops the service loudly rather than dead-letter every record that meets it.
 """
 
 from __future__ import annotations
@@ -38,9 +41,31 @@ _TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# asyncpg's client-side "invalid input for query argument": an InterfaceError, but the
+# value's fault, not the connection's.
+_UNENCODABLE = asyncpg.exceptions._base.DataError
+_RECORD: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,  # SQLSTATE class 22 (server side)
+    asyncpg.exceptions.IntegrityConstraintViolationError,  # class 23
+    _UNENCODABLE,
+    ArithmeticError,
+    ValueError,
+)
+
+
+def is_record_fault(exc: BaseException) -> bool:
+    """True when `exc` is the fault of the record being applied (see the module doc)."""
+    if is_infrastructure_fault(exc):
+        return False
+    return any(isinstance(link, _RECORD) for link in _chain(exc))
+
+
 def is_infrastructure_fault(exc: BaseException) -> bool:
     """True when `exc`, or an error it wraps, is the database's or the broker's fault."""
-    for link in _chain(exc):
+    links = list(_chain(exc))
+    if any(isinstance(link, _UNENCODABLE) for link in links):
+        return False
+    for link in links:
         if isinstance(link, _TRANSIENT):
             return True
         if isinstance(link, DBAPIError) and link.connection_invalidated:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 
+from shared.errors import UpstreamBrokenError
 from shared.faults import is_infrastructure_fault
 
 log = logging.getLogger(__name__)
@@ -174,10 +175,11 @@ class Supervisor:
 
 def is_infrastructure(exc: BaseException) -> bool:
     """shared.faults' verdict, also for the ExceptionGroup a TaskGroup raises (the timer
-    loop's workers): infrastructure when every exception in the group is."""
+    loop's workers): infrastructure when every exception in the group is. A broken
+    upstream (shared.errors.UpstreamBrokenError) is waited out the same way."""
     if isinstance(exc, BaseExceptionGroup):
         return all(is_infrastructure(inner) for inner in exc.exceptions)
-    return is_infrastructure_fault(exc)
+    return isinstance(exc, UpstreamBrokenError) or is_infrastructure_fault(exc)
 
 
 def fault_reason(exc: BaseException) -> str:

@@ -35,7 +35,7 @@ from notifier.store.held import HeldConnection
 from shared.clock import Clock
 from shared.codec import decode
 from shared.errors import DecodeError
-from shared.faults import is_infrastructure_fault
+from shared.faults import is_record_fault
 from shared.kafka.dead_letter import DeadLetter, send_dead_letters
 from shared.transitions import Transition
 
@@ -145,8 +145,8 @@ class TransitionConsumer:
             try:
                 await self._plan(part)
             except Exception as exc:
-                if is_infrastructure_fault(exc):
-                    raise  # nothing of this slice is kept: the batch is read again
+                if not is_record_fault(exc):
+                    raise  # infrastructure (the loop restarts) or a bug (it stops)
                 if len(part) == 1:
                     refused.append((part[0], exc))
                     continue

@@ -38,7 +38,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.clock import Clock
-from shared.faults import is_infrastructure_fault
+from shared.faults import is_record_fault
 from shared.kafka.dead_letter import DeadLetter
 from stage_engine.decode import DecodedBatch, Located
 from stage_engine.identity import Profiles, keys_of
@@ -109,7 +109,7 @@ class BatchApplier:
             except FencedError:
                 raise
             except Exception as exc:
-                if not isolating and not is_infrastructure_fault(exc):
+                if not isolating and is_record_fault(exc):
                     log.warning(
                         "batch failed on its own records; isolating them",
                         extra={"error": describe(exc), "events": len(batch.events)},
@@ -144,8 +144,8 @@ class BatchApplier:
                 async with conn.begin_nested():
                     outcome.add(await self._apply_events(conn, events, config, now))
             except Exception as exc:
-                if is_infrastructure_fault(exc):
-                    raise
+                if not is_record_fault(exc):
+                    raise  # the infrastructure's (the caller pauses) or a bug (it stops)
                 if len(events) == 1:
                     outcome.rejected.append(_dead_letter(self._topic, events[0], exc))
                     continue

@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.codec import decode
-from shared.errors import DecodeError, LifecycleError
+from shared.errors import DecodeError, UpstreamBrokenError
 from shared.events import Event
 from shared.kafka.dead_letter import DeadLetter
 
 
-class TooManyPoisonMessagesError(LifecycleError):
-    """More poison messages in a row than STAGE_MAX_CONSECUTIVE_POISON: upstream is broken."""
+class TooManyPoisonMessagesError(UpstreamBrokenError):
+    """More poison messages in a row than STAGE_MAX_CONSECUTIVE_POISON: upstream is broken.
+    The poll loop waits with a backoff (shared/supervisor.py) and reads them again."""
 
 
 @dataclass(frozen=True, slots=True)

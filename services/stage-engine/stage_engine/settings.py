@@ -23,7 +23,8 @@ class StageEngineSettings(CommonSettings):
     stage_idle_partition_seconds: float = Field(default=0.0, ge=0, le=86_400)
     # A messageId seen again within this window (by receive time) is dropped.
     stage_dedup_window_days: float = Field(default=7.0, gt=0, le=365)
-    # This many poison messages in a row stop the engine (something upstream is broken).
+    # This many poison messages in a row: something upstream is broken. The poll loop
+    # waits with a backoff and reads them again, never moving past them.
     stage_max_consecutive_poison: int = Field(default=1000, ge=1)
 
     # One polled batch is one database transaction; this bounds it (and the memory).
