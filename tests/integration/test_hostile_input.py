@@ -28,7 +28,7 @@ from shared.db import make_engine
 from shared.kafka.dead_letter import HEADER_ERROR
 from shared.topics import Topics, dead_letter_topic
 from tests.hostile_calls import hostile_call, to_json
-from tests.integration.simulator.processes import kill_group, spawn
+from tests.integration.simulator.processes import answers_ready, kill_group, spawn
 from tests.integration.stage_engine.support import read_topic, settings_for, wait_until_drained
 from tests.ports import free_port
 from tests.waiting import eventually
@@ -207,7 +207,7 @@ async def _service(
     process = spawn([sys.executable, "-m", module], env=env, output=log)
     try:
         await eventually(
-            lambda: _ready(f"http://127.0.0.1:{port}/readyz"),
+            lambda: answers_ready(f"http://127.0.0.1:{port}/readyz"),
             timeout_s=90,
             interval_s=0.2,
             what=f"{module} ready",
@@ -220,11 +220,3 @@ async def _service(
 
 def _name(module: str) -> str:
     return {"stage_engine": "engine"}.get(module, module)
-
-
-async def _ready(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(timeout=2) as client:
-            return (await client.get(url)).status_code == 200
-    except httpx.HTTPError:
-        return False

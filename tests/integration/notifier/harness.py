@@ -67,6 +67,16 @@ def transition(
     return Transition.build(data, at, discriminator=discriminator or to_stage.value)
 
 
+# One SMS for every user who turns silent: the rule most tests need.
+SMS_ON_SILENT: list[dict[str, Any]] = [
+    {
+        "name": "nudge",
+        "match": {"kind": "stage_changed", "to_stage": "silent"},
+        "actions": [{"name": "sms", "channel": "sms", "params": {"template": "wakeup_push"}}],
+    }
+]
+
+
 def playbook(rules: list[dict[str, Any]], **top: Any) -> Playbook:
     """A playbook with no holdout and no quiet hours unless a test asks for them."""
     raw: dict[str, Any] = {"holdout_share": 0.0, "quiet_hours": {"channels": []}, "rules": rules}

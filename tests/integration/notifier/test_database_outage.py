@@ -8,6 +8,7 @@ from notifier.devsink import DevSink
 
 from shared.topics import Topics
 from tests.integration.notifier.harness import (
+    SMS_ON_SILENT,
     count_actions,
     playbook,
     produce,
@@ -18,13 +19,7 @@ from tests.integration.notifier.harness import (
 from tests.private_postgres import private_postgres
 from tests.waiting import eventually
 
-SMS = [
-    {
-        "name": "nudge",
-        "match": {"kind": "stage_changed", "to_stage": "silent"},
-        "actions": [{"name": "sms", "channel": "sms", "params": {"template": "wakeup_push"}}],
-    }
-]
+SMS = SMS_ON_SILENT
 
 
 async def test_a_database_outage_pauses_the_loops_and_loses_nothing(

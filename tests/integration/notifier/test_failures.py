@@ -12,6 +12,7 @@ from shared.notifications import NotificationOutcome, OutcomeResult
 from shared.topics import Topics, dead_letter_topic
 from tests.integration.notifier.harness import (
     CONTACT,
+    SMS_ON_SILENT,
     TopicReader,
     playbook,
     produce,
@@ -22,13 +23,7 @@ from tests.integration.notifier.harness import (
 )
 from tests.waiting import eventually
 
-SMS = [
-    {
-        "name": "nudge",
-        "match": {"kind": "stage_changed", "to_stage": "silent"},
-        "actions": [{"name": "sms", "channel": "sms", "params": {"template": "wakeup_push"}}],
-    }
-]
+SMS = SMS_ON_SILENT
 EMAIL = [
     {
         "name": "care",

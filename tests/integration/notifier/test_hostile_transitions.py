@@ -9,6 +9,7 @@ from notifier.devsink import DevSink
 from shared.kafka.dead_letter import HEADER_ERROR
 from shared.topics import Topics, dead_letter_topic
 from tests.integration.notifier.harness import (
+    SMS_ON_SILENT,
     TopicReader,
     count_actions,
     playbook,
@@ -19,13 +20,7 @@ from tests.integration.notifier.harness import (
 )
 from tests.waiting import eventually
 
-SMS = [
-    {
-        "name": "nudge",
-        "match": {"kind": "stage_changed", "to_stage": "silent"},
-        "actions": [{"name": "sms", "channel": "sms", "params": {"template": "wakeup_push"}}],
-    }
-]
+SMS = SMS_ON_SILENT
 
 
 async def test_a_transition_the_ledger_cannot_hold_is_dead_lettered_and_the_rest_planned(

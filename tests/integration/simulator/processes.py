@@ -25,7 +25,8 @@ def kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait(timeout=30)
 
 
-async def _ready(url: str) -> bool:
+async def answers_ready(url: str) -> bool:
+    """GET `url` answers 200 (False while nothing listens)."""
     try:
         async with httpx.AsyncClient(timeout=2) as client:
             return (await client.get(url)).status_code == 200
@@ -52,7 +53,10 @@ async def running_ingest(
     url = f"http://127.0.0.1:{port}"
     try:
         await eventually(
-            lambda: _ready(f"{url}/readyz"), timeout_s=60, interval_s=0.2, what="ingest ready"
+            lambda: answers_ready(f"{url}/readyz"),
+            timeout_s=60,
+            interval_s=0.2,
+            what="ingest ready",
         )
         yield url
     finally:
