@@ -182,7 +182,16 @@ class TransitionConsumer:
     async def _commit(
         self, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> None:
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        # Only partitions still assigned: aiokafka refuses a commit naming one a rebalance
+        # took away meanwhile (IllegalStateError), and its new owner re-reads it anyway.
+        assigned = self._consumer.assignment()
+        offsets = {
+            tp: records[-1].offset + 1
+            for tp, records in batch.items()
+            if records and tp in assigned
+        }
+        if not offsets:
+            return
         try:
             await self._consumer.commit(offsets)
         except CommitFailedError:
