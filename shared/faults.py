@@ -61,7 +61,10 @@ def is_record_fault(exc: BaseException) -> bool:
 
 
 def is_infrastructure_fault(exc: BaseException) -> bool:
-    """True when `exc`, or an error it wraps, is the database's or the broker's fault."""
+    """True when `exc`, or an error it wraps, is the database's or the broker's fault;
+    for the ExceptionGroup a TaskGroup raises, when every exception in it is."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_infrastructure_fault(inner) for inner in exc.exceptions)
     links = list(_chain(exc))
     if any(isinstance(link, _UNENCODABLE) for link in links):
         return False
@@ -88,3 +91,11 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         if isinstance(link, DBAPIError) and isinstance(link.orig, BaseException):
             pending.append(link.orig)
         pending.extend(n for n in (link.__cause__, link.__context__) if n is not None)
+
+
+def fault_text(exc: BaseException) -> str:
+    """`Class: message` for a dead letter's error header: for a database error the
+    driver's own error, never SQLAlchemy's text with the statement."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    return f"{type(exc).__name__}: {exc}"

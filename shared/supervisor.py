@@ -174,9 +174,9 @@ class Supervisor:
 
 
 def is_infrastructure(exc: BaseException) -> bool:
-    """shared.faults' verdict, also for the ExceptionGroup a TaskGroup raises (the timer
-    loop's workers): infrastructure when every exception in the group is. A broken
-    upstream (shared.errors.UpstreamBrokenError) is waited out the same way."""
+    """shared.faults' verdict (which also reads the ExceptionGroup of the timer loop's
+    workers); a broken upstream (shared.errors.UpstreamBrokenError) is waited out the
+    same way."""
     if isinstance(exc, BaseExceptionGroup):
         return all(is_infrastructure(inner) for inner in exc.exceptions)
     return isinstance(exc, UpstreamBrokenError) or is_infrastructure_fault(exc)

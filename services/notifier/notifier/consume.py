@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -35,7 +35,8 @@ from notifier.store.held import HeldConnection
 from shared.clock import Clock
 from shared.codec import decode
 from shared.errors import DecodeError
-from shared.faults import is_record_fault
+from shared.faults import fault_text
+from shared.isolate import apply_isolating
 from shared.kafka.dead_letter import DeadLetter, send_dead_letters
 from shared.transitions import Transition
 
@@ -137,23 +138,9 @@ class TransitionConsumer:
 
     async def _plan_isolating(self, received: list[Received]) -> list[Received]:
         """Plan `received`; what could not be planned is dead-lettered. The planned ones."""
-        planned: list[Received] = []
-        refused: list[tuple[Received, BaseException]] = []
-        pending = [received]  # slices still to plan, the next one last
-        while pending:
-            part = pending.pop()
-            try:
-                await self._plan(part)
-            except Exception as exc:
-                if not is_record_fault(exc):
-                    raise  # infrastructure (the loop restarts) or a bug (it stops)
-                if len(part) == 1:
-                    refused.append((part[0], exc))
-                    continue
-                middle = len(part) // 2
-                pending += [part[middle:], part[:middle]]
-                continue
-            planned += part
+        refused = await apply_isolating(received, self._plan)
+        refused_ids = {id(item) for item, _ in refused}
+        planned = [item for item in received if id(item) not in refused_ids]
         if refused:
             letters = [_refused_letter(item, exc) for item, exc in refused]
             # Before the offsets: killed after this, the batch is read again and the
@@ -167,7 +154,7 @@ class TransitionConsumer:
                 )
         return planned
 
-    async def _plan(self, part: list[Received]) -> None:
+    async def _plan(self, part: Sequence[Received]) -> None:
         async with self._connection.begin() as conn:
             summary = await plan_batch(
                 conn,
@@ -212,10 +199,8 @@ def _dead_letter(record: ConsumerRecord[bytes, bytes], error: str) -> DeadLetter
 
 
 def _refused_letter(item: Received, exc: BaseException) -> DeadLetter:
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        error = f"refused by the ledger: {type(exc.orig).__name__}: {exc.orig}"
-    else:
-        error = f"could not be planned: {type(exc).__name__}: {exc}"
+    who = "refused by the ledger" if isinstance(exc, DBAPIError) else "could not be planned"
+    error = f"{who}: {fault_text(exc)}"
     key = item.transition.subject.encode(errors="replace")
     return DeadLetter(
         topic=item.topic,

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,7 +38,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shared.clock import Clock
-from shared.faults import is_record_fault
+from shared.faults import fault_text, is_record_fault
+from shared.isolate import apply_isolating
 from shared.kafka.dead_letter import DeadLetter
 from stage_engine.decode import DecodedBatch, Located
 from stage_engine.identity import Profiles, keys_of
@@ -137,20 +138,13 @@ class BatchApplier:
     ) -> BatchOutcome:
         now = self._clock.now()
         outcome = BatchOutcome()
-        pending = [batch.events]  # slices still to apply, the next one last
-        while pending:
-            events = pending.pop()
-            try:
-                async with conn.begin_nested():
-                    outcome.add(await self._apply_events(conn, events, config, now))
-            except Exception as exc:
-                if not is_record_fault(exc):
-                    raise  # the infrastructure's (the caller pauses) or a bug (it stops)
-                if len(events) == 1:
-                    outcome.rejected.append(_dead_letter(self._topic, events[0], exc))
-                    continue
-                middle = len(events) // 2
-                pending += [events[middle:], events[:middle]]
+
+        async def apply_slice(events: Sequence[Located]) -> None:
+            async with conn.begin_nested():
+                outcome.add(await self._apply_events(conn, list(events), config, now))
+
+        refused = await apply_isolating(batch.events, apply_slice)
+        outcome.rejected = [_dead_letter(self._topic, event, exc) for event, exc in refused]
         # Before the commit: killed between the two, the batch is redone (see above).
         await self._dead_letter(outcome.rejected)
         await move_offsets(conn, self._topic, self._moves(batch))
@@ -251,11 +245,9 @@ class BatchApplier:
 
 
 def describe(exc: BaseException) -> str:
-    """The error as a dead letter's header says it: the database's own message (never
-    the statement or its parameters), or the exception's."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return f"rejected by the database: {type(exc.orig).__name__}: {exc.orig}"
-    return f"rejected by the rules: {type(exc).__name__}: {exc}"
+    """The error as a dead letter's header says it."""
+    who = "the database" if isinstance(exc, DBAPIError) else "the rules"
+    return f"rejected by {who}: {fault_text(exc)}"
 
 
 def _dead_letter(topic: str, located: Located, exc: BaseException) -> DeadLetter:
